@@ -1,0 +1,159 @@
+"""YAML loading, dotted command-line overrides and readable validation errors."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from polytask.config.schema import ExperimentConfig
+from polytask.errors import ConfigError
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read an experiment file, apply ``key.path=value`` overrides and validate.
+
+    Relative data paths are resolved against the file's folder, so a config works from any
+    working directory.
+
+    Args:
+        path: the YAML experiment file.
+        overrides: dotted overrides such as ``train.lr=3e-5`` or ``tasks.sst2.data.limit=100``
+            (a task may be addressed by index or by name).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("the experiment file must be a mapping (key: value)", source=str(path))
+    raw = apply_overrides(raw, overrides or [])
+    return parse_config(raw, source=str(path), base_dir=path.parent)
+
+
+def parse_config(
+    raw: dict[str, Any], source: str | None = None, base_dir: str | os.PathLike | None = None
+) -> ExperimentConfig:
+    """Validate a config mapping; resolve relative data paths against ``base_dir``."""
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc), source=source) from None
+    if base_dir is not None:
+        _resolve_paths(cfg, Path(base_dir))
+    return cfg
+
+
+def _resolve_paths(cfg: ExperimentConfig, base: Path) -> None:
+    for task in cfg.tasks:
+        for split in ("train", "dev", "test"):
+            value = getattr(task.data, split)
+            if value and not os.path.isabs(value):
+                setattr(task.data, split, str((base / value).resolve()))
+    if cfg.output_dir and not os.path.isabs(cfg.output_dir):
+        cfg.output_dir = str((base / cfg.output_dir).resolve())
+    enc = cfg.encoder.name_or_path
+    if enc.startswith((".", "/")) or (base / enc).is_dir():
+        cfg.encoder.name_or_path = str((base / enc).resolve())
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The fully resolved config as YAML (what every run directory keeps)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; the value is parsed as YAML (``3e-5``, ``[a, b]``, ``null``)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value_text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key.path=value (e.g. train.lr=3e-5)")
+        try:
+            value = yaml.safe_load(value_text)
+        except yaml.YAMLError:
+            value = value_text
+        parts = key.strip().split(".")
+        node: Any = raw
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                idx = _list_index(node, part, key)
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"override {key!r}: {'.'.join(parts[:i])!r} is not a mapping")
+    return raw
+
+
+def _list_index(items: list[Any], part: str, key: str) -> int:
+    if part.lstrip("-").isdigit():
+        idx = int(part)
+        if -len(items) <= idx < len(items):
+            return idx
+        raise ConfigError(f"override {key!r}: index {idx} is out of range ({len(items)} items)")
+    for idx, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == part:
+            return idx
+    names = [str(i.get("name")) for i in items if isinstance(i, dict)]
+    raise ConfigError(f"override {key!r}: no item named {part!r}; names: {', '.join(names)}")
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at ``loc`` (to list its allowed keys)."""
+    model: Any = ExperimentConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nxt = None
+        for c in candidates:
+            if isinstance(c, type) and issubclass(c, BaseModel):
+                nxt = c
+                break
+            for sub in getattr(c, "__args__", ()):
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    nxt = sub
+        if nxt is None:
+            return None
+        model = nxt
+    return model
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's report into one line per problem, naming the dotted field."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(loc[:-1])
+            allowed = ", ".join(owner.model_fields) if owner else "?"
+            parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
+            lines.append(f"unknown key '{dotted}'; allowed keys under {parent}: {allowed}")
+        elif err["type"] == "missing":
+            lines.append(f"missing required key '{dotted}'")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = err.get("input")
+            got_text = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+            lines.append(f"'{dotted}': {msg}{got_text}")
+    return "invalid experiment config:\n  " + "\n  ".join(lines)

