@@ -1,0 +1,35 @@
+"""polytask: transfer learning and multi-task learning for text, measured."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from polytask.serving.predictor import Predictor
+
+
+def load(run_dir: str, checkpoint: str = "best", device: str | None = None) -> Predictor:
+    """Load a finished run for prediction: ``polytask.load("runs/x").predict(["text"])``.
+
+    Args:
+        run_dir: a run directory (or a checkpoint folder inside one).
+        checkpoint: ``best`` (falls back to ``last``) or ``last``.
+        device: ``cpu``, ``cuda``...; the GPU when one is present otherwise.
+    """
+    from polytask.serving.predictor import Predictor
+
+    return Predictor.from_run(run_dir, checkpoint=checkpoint, device=device)
+
+
+def train(config, output_dir: str | None = None, resume: bool = False):  # noqa: ANN001, ANN201
+    """Train an experiment (an ExperimentConfig or a YAML path); see ``polytask.training.loop``."""
+    from polytask.config import ExperimentConfig, load_config
+    from polytask.training.loop import train as _train
+
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
+    return _train(cfg, output_dir=output_dir, resume=resume)
+
+
+__all__ = ["__version__", "load", "train"]

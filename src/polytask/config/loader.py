@@ -18,7 +18,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     """Read an experiment file, apply ``key.path=value`` overrides and validate.
 
     Relative data paths are resolved against the file's folder, so a config works from any
-    working directory.
+    working directory; ``output_dir`` stays relative to the working directory, like other tools'.
 
     Args:
         path: the YAML experiment file.
@@ -46,19 +46,36 @@ def parse_config(
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc), source=source) from None
-    if base_dir is not None:
-        _resolve_paths(cfg, Path(base_dir))
+    _resolve_paths(cfg, Path(base_dir) if base_dir is not None else None)
     return cfg
 
 
-def _resolve_paths(cfg: ExperimentConfig, base: Path) -> None:
-    for task in cfg.tasks:
+def resolve_package_path(value: str, field: str | None = None) -> str:
+    """``pkg://package/sub/path`` -> the folder of an installed package (data shipped in wheels)."""
+    import importlib.util
+
+    package, _, rest = value.removeprefix("pkg://").partition("/")
+    spec = importlib.util.find_spec(package) if package else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"{value!r} names package {package!r}, which is not installed "
+            f"(pip install {package}, or for the demo data: pip install 'polytask[demo]')",
+            field=field,
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / rest)
+
+
+def _resolve_paths(cfg: ExperimentConfig, base: Path | None) -> None:
+    """Resolve ``pkg://`` paths, and relative paths against ``base`` when given."""
+    for i, task in enumerate(cfg.tasks):
         for split in ("train", "dev", "test"):
             value = getattr(task.data, split)
-            if value and not os.path.isabs(value):
+            if value and value.startswith("pkg://"):
+                setattr(task.data, split, resolve_package_path(value, f"tasks.{i}.data.{split}"))
+            elif value and base is not None and not os.path.isabs(value):
                 setattr(task.data, split, str((base / value).resolve()))
-    if cfg.output_dir and not os.path.isabs(cfg.output_dir):
-        cfg.output_dir = str((base / cfg.output_dir).resolve())
+    if base is None:
+        return
     enc = cfg.encoder.name_or_path
     if enc.startswith((".", "/")) or (base / enc).is_dir():
         cfg.encoder.name_or_path = str((base / enc).resolve())

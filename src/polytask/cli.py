@@ -1,0 +1,162 @@
+"""``polytask`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from polytask.errors import PolytaskError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer and multi-task learning for text.")
+console = Console()
+err_console = Console(stderr=True)
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")]  # noqa: UP007
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    return table
+
+
+@app.command()
+def train(
+    experiment: Annotated[Path, typer.Argument(help="The YAML experiment file.")],
+    set_: SetOpt = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default: output_dir or runs/<name>).")] = None,  # noqa: UP007
+    resume: Annotated[bool, typer.Option(help="Continue the run in the output directory.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run in the output directory.")] = False,
+) -> None:
+    """Fine-tune the encoder and task heads of an experiment."""
+    from polytask.config import load_config
+    from polytask.training.loop import train as run_train
+
+    try:
+        cfg = load_config(experiment, set_ or [])
+        result = run_train(cfg, output_dir=output_dir, resume=resume, overwrite=overwrite)
+    except PolytaskError as exc:
+        _fail(exc)
+        return
+    console.print(_metrics_table(f"dev (step {result.steps})", result.dev))
+    if result.test:
+        console.print(_metrics_table("test (best checkpoint)", result.test))
+    state = "interrupted (resume with --resume)" if result.interrupted else (
+        "stopped early" if result.stopped_early else "finished")
+    console.print(
+        f"{state}: best {result.metric}={result.best_metric} at step {result.best_step}; "
+        f"{result.examples_per_second:.1f} examples/s; run in {result.run_dir}"
+    )
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    data: Annotated[Optional[Path], typer.Option(help="A labelled file read with the task's data settings (default: the task's test, else dev split).")] = None,  # noqa: UP007
+    task: Annotated[Optional[str], typer.Option(help="Task to evaluate (default: every task when --data is absent, the only task otherwise).")] = None,  # noqa: UP007
+    output: Annotated[Optional[Path], typer.Option(help="Write metrics JSON here (default: RUN/eval-<file>.json).")] = None,  # noqa: UP007
+    checkpoint: str = "best",
+) -> None:
+    """Score a saved run on labelled data."""
+    from polytask.evaluation.run_eval import evaluate_run
+
+    try:
+        results, out_path = evaluate_run(run, data, task, output, checkpoint)
+    except PolytaskError as exc:
+        _fail(exc)
+        return
+    for name, metrics in results.items():
+        console.print(_metrics_table(name, metrics))
+    console.print(f"metrics written to {out_path}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help=".jsonl (text / text_pair / tokens keys), .csv/.tsv with a 'text' column, or one text per line.")],  # noqa: A002
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions as JSONL.")],
+    task: Annotated[Optional[list[str]], typer.Option(help="Tasks to answer (default: all).")] = None,  # noqa: UP007
+    checkpoint: str = "best",
+    batch_size: int = 64,
+) -> None:
+    """Predict labels (with probabilities), tags or scores for new texts."""
+    import polytask
+    from polytask.serving.inputs import read_inputs
+
+    try:
+        predictor = polytask.load(str(run), checkpoint=checkpoint)
+        predictor.batch_size = batch_size
+        names = predictor._task_names(task or None)
+        examples = read_inputs(input)
+        rows = predictor.predict_examples(examples, names)
+    except PolytaskError as exc:
+        _fail(exc)
+        return
+    tmp = output.with_name(f".{output.name}.tmp")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for ex, row in zip(examples, rows, strict=True):
+            rec = {**ex.meta, "text": ex.text}
+            if ex.text_pair is not None:
+                rec["text_pair"] = ex.text_pair
+            rec.update(row[names[0]] if len(names) == 1 else {"predictions": row})
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(output)
+    console.print(f"{len(rows)} predictions written to {output}")
+
+
+@app.command("export-hf")
+def export_hf_cmd(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the transformers model.")],
+    checkpoint: str = "best",
+) -> None:
+    """Write the fine-tuned encoder as a transformers folder (AutoModel.from_pretrained loads it)."""
+    from polytask.export.hf import export_hf
+
+    try:
+        path = export_hf(run, out_dir, checkpoint)
+    except PolytaskError as exc:
+        _fail(exc)
+        return
+    console.print(f"encoder written to {path} (load with transformers.AutoModel.from_pretrained)")
+
+
+@app.command()
+def demo(
+    output_dir: Annotated[Path, typer.Option(help="Where the demo run goes.")] = Path("runs/demo"),
+    set_: SetOpt = None,
+) -> None:
+    """Fine-tune the packaged MiniLM on BBC News topics (offline; needs polytask[demo])."""
+    from polytask.demo import run_demo
+
+    try:
+        run_demo(output_dir, set_ or [], console)
+    except PolytaskError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("aborted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

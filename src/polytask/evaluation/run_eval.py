@@ -1,0 +1,69 @@
+"""``polytask evaluate``: score a saved run on a labelled file or on its configured splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polytask.data.example import Example
+from polytask.errors import DataError
+from polytask.evaluation.evaluate import evaluate_task
+from polytask.export.save_load import load_run
+from polytask.training.checkpoint import write_json
+
+
+def read_labelled(task_data_config, path: Path, token_level: bool) -> list[Example]:  # noqa: ANN001
+    """Read one labelled file with a task's data settings (columns, format, label map)."""
+    from polytask.data.loading import resolve_format
+    from polytask.data.readers import READERS
+
+    cfg = task_data_config.model_copy(update={"train": str(path), "dev": None, "test": None, "limit": None})
+    fmt = resolve_format(cfg, str(path), token_level)
+    return READERS.get(fmt)(cfg, token_level=token_level).read(str(path))
+
+
+def evaluate_run(
+    run: str | Path,
+    data: str | Path | None = None,
+    task: str | None = None,
+    output: str | Path | None = None,
+    checkpoint: str = "best",
+    batch_size: int = 64,
+) -> tuple[dict[str, dict[str, float]], Path]:
+    """Metrics per task, written as JSON.
+
+    Args:
+        run: run directory.
+        data: a labelled file, read with the task's data settings; when absent each task is
+            scored on its configured test split (dev when there is no test).
+        task: the task to score (required with ``data`` for a multi-task run).
+        output: JSON path (default ``<run>/eval-<data file stem or 'splits'>.json``).
+    """
+    from polytask.data.loading import load_splits
+
+    loaded = load_run(run, checkpoint)
+    names = list(loaded.tasks)
+    if task is not None:
+        if task not in loaded.tasks:
+            raise DataError(f"unknown task {task!r}; this run has: {', '.join(names)}")
+        names = [task]
+    elif data is not None and len(names) > 1:
+        raise DataError(f"--data needs --task for a multi-task run (tasks: {', '.join(names)})")
+    tokenizer = loaded.model.encoder.tokenizer
+    pad_id = tokenizer.pad_token_id or 0
+    results: dict[str, dict[str, float]] = {}
+    for name in names:
+        t = loaded.tasks[name]
+        if data is not None:
+            examples, split = read_labelled(t.config.data, Path(data), t.token_level), "eval"
+        else:
+            splits = load_splits(t.config.data, token_level=t.token_level)
+            split = "test" if "test" in splits else "dev"
+            examples = splits[split]
+        t.check(examples, split)
+        metrics, _ = evaluate_task(loaded.model, t, examples, tokenizer, pad_id, batch_size)
+        metrics["n_examples"] = float(len(examples))
+        results[name] = metrics
+    out = Path(output) if output else Path(run) / f"eval-{Path(data).stem if data else 'splits'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, results)
+    return results, out

@@ -1,0 +1,1 @@
+"""Multi-task learning: the shared model (encoder + one head per task)."""

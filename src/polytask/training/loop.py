@@ -1,0 +1,405 @@
+"""The one training loop (Accelerate): read top to bottom.
+
+Shape of an epoch: every batch of every task once, in a seeded shuffled order (so tasks are
+sampled in proportion to their size; other samplers belong to ``multitask``). Each optimizer step
+may accumulate several batches. Evaluation runs every ``eval_every`` steps or at each epoch end;
+each evaluation writes the ``last`` checkpoint (for --resume) and, on improvement, ``best``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+
+from polytask.config.loader import dump_config, parse_config
+from polytask.config.schema import ExperimentConfig
+from polytask.data.batching import bucket_batches
+from polytask.encoders import build_encoder
+from polytask.errors import CheckpointError, ConfigError
+from polytask.evaluation.evaluate import evaluate_task, move
+from polytask.multitask.model import PolytaskModel
+from polytask.training import checkpoint as ckpt
+from polytask.training.logging import MetricsLogger, Progress
+from polytask.training.optim import build_optimizer, build_scheduler
+from polytask.training.setup import TaskData, prepare_tasks
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved in ``trainer_state.json`` so --resume continues exactly."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs finished
+    batch_in_epoch: int = 0  # batches of the current epoch consumed (at a step boundary)
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations without improvement (early stopping)
+    examples_seen: int = 0
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metric: str
+    best_metric: float | None
+    best_step: int | None
+    steps: int
+    dev: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+    interrupted: bool = False
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+
+
+def default_run_dir(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.output_dir or Path("runs") / cfg.name)
+
+
+def train(
+    cfg: ExperimentConfig,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Fine-tune the encoder and every task head of ``cfg``; return the result summary.
+
+    Args:
+        cfg: the experiment.
+        output_dir: the run directory (default ``cfg.output_dir`` or ``runs/<name>``).
+        resume: continue from ``<run>/checkpoints/last`` exactly where it stopped.
+        overwrite: start afresh even if the run directory already has checkpoints.
+    """
+    run_dir = Path(output_dir) if output_dir else default_run_dir(cfg)
+    last_dir = run_dir / "checkpoints" / "last"
+    resume_from = _check_run_dir(cfg, run_dir, resume, overwrite)
+    tc = cfg.train
+    n_tasks = len(cfg.tasks)
+    accelerator = Accelerator(
+        cpu=tc.cpu,
+        mixed_precision=tc.mixed_precision,
+        # Heads of tasks absent from a batch get no gradient; DDP must be told so.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=n_tasks > 1)],
+    )
+    set_seed(tc.seed)
+
+    # 1. Everything that can fail on bad input happens before the model loads.
+    data = prepare_tasks(cfg, fit=resume_from is None)
+    tasks = {name: td.task for name, td in data.items()}
+    meta_prev = ckpt.load_meta(resume_from) if resume_from else None
+    if meta_prev:
+        for name, task in tasks.items():
+            task.load_state(meta_prev["tasks"][name])
+            for split, examples in data[name].splits.items():
+                task.check(examples, split)
+    metric_name = _metric_name(cfg, data)
+
+    # 2. Model, features, optimiser.
+    if resume_from is not None:
+        encoder = _encoder_class(cfg).from_files(resume_from / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
+    else:
+        encoder = build_encoder(cfg.encoder)
+    model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
+    if resume_from is not None:
+        model.load_state_dict(ckpt.load_model_state(resume_from))
+    tokenizer = encoder.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    feats = {
+        name: {s: [td.task.encode(ex, tokenizer) for ex in exs] for s, exs in td.splits.items()}
+        for name, td in data.items()
+    }
+    _check_metric(metric_name, model, data, feats, tokenizer, pad_id, tc.eval_batch_size)
+
+    batches_per_epoch = len(_epoch_batches(feats, tc, 0, accelerator))
+    steps_per_epoch = math.ceil(batches_per_epoch / tc.grad_accum_steps)
+    total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    optimizer = build_optimizer(model, tc)
+    scheduler = build_scheduler(optimizer, tc, total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = LoopState()
+    if resume_from is not None:
+        saved = ckpt.load_training_state(resume_from, optimizer)
+        scheduler.load_state_dict(saved.pop("scheduler"))
+        state = LoopState(**saved["loop"])
+
+    # 3. Run directory: resolved config, encoder files, logs.
+    main = accelerator.is_main_process
+    encoder_files = run_dir / ckpt.ENCODER_DIR
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        encoder.save_files(encoder_files)
+    accelerator.wait_for_everyone()
+    logger = MetricsLogger(run_dir, enabled=main)
+    unwrapped: PolytaskModel = accelerator.unwrap_model(model)
+
+    def evaluate_dev() -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name, td in data.items():
+            m, _ = evaluate_task(
+                unwrapped, td.task, td.splits["dev"], tokenizer, pad_id, tc.eval_batch_size,
+                accelerator.device, features=feats[name]["dev"],
+            )
+            metrics.update({f"{name}/{k}": v for k, v in m.items()})
+        primaries = [metrics[f"{n}/{td.task.config.metric or td.task.default_metric}"] for n, td in data.items()]
+        metrics["average"] = float(sum(primaries) / len(primaries))
+        return metrics
+
+    def meta(metrics: dict[str, float]) -> dict[str, Any]:
+        return {
+            "config": cfg.model_dump(mode="json"),
+            "tasks": {n: t.state() for n, t in tasks.items()},
+            "encoder_type": cfg.encoder.type,
+            "step": state.step,
+            "metrics": metrics,
+        }
+
+    def save_last(metrics: dict[str, float]) -> None:
+        if main:
+            ckpt.save_checkpoint(
+                last_dir, unwrapped.state_dict(), meta(metrics), encoder_files, optimizer,
+                {"loop": asdict(state), "scheduler": scheduler.state_dict()},
+            )
+        accelerator.wait_for_everyone()
+
+    greater = _greater_is_better(metric_name, data)
+    dev_metrics: dict[str, float] = {}
+
+    def evaluate_and_checkpoint() -> bool:
+        """Evaluate, write checkpoints; True when early stopping says stop."""
+        nonlocal dev_metrics
+        dev_metrics = evaluate_dev()
+        value = dev_metrics[metric_name]
+        improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
+        if improved:
+            state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+            if main:
+                ckpt.save_checkpoint(run_dir / "checkpoints" / "best", unwrapped.state_dict(), meta(dev_metrics), encoder_files)
+        else:
+            state.bad_evals += 1
+        logger.log("dev", state.step, state.epoch, dev_metrics)
+        progress.note(f"dev {metric_name}={value:.4f}" + (" (best)" if improved else ""))
+        save_last(dev_metrics)
+        return tc.early_stopping_patience is not None and state.bad_evals >= tc.early_stopping_patience
+
+    # 4. The loop.
+    stop_flag = _StopFlag()
+    progress = Progress(total_steps, enabled=main and tc.progress, start=state.step)
+    result = TrainResult(run_dir, metric_name, None, None, 0)
+    t0 = time.perf_counter()
+    seen_at_start = state.examples_seen
+    model.train()
+    with stop_flag, progress:
+        loss_window: list[float] = []
+        while state.step < total_steps and state.epoch < n_epochs:
+            batches = _epoch_batches(feats, tc, state.epoch, accelerator)
+            b = state.batch_in_epoch
+            while b < len(batches) and state.step < total_steps:
+                group = batches[b : b + tc.grad_accum_steps]
+                for i, (name, idx) in enumerate(group):
+                    task = tasks[name]
+                    batch = move(task.collate([feats[name]["train"][j] for j in idx], pad_id), accelerator.device)
+                    # Only the last micro-batch of a step all-reduces gradients.
+                    sync = i == len(group) - 1
+                    with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
+                        loss = task.loss(model(name, batch), batch)
+                        accelerator.backward(loss / len(group))
+                    loss_window.append(float(loss.detach()))
+                    state.examples_seen += len(idx) * accelerator.num_processes
+                if tc.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                b += len(group)
+                state.step += 1
+                state.batch_in_epoch = b
+                elapsed = time.perf_counter() - t0
+                speed = (state.examples_seen - seen_at_start) / max(elapsed, 1e-9)
+                progress.update(state.step, loss=loss_window[-1], speed=speed, epoch=state.epoch)
+                if state.step % tc.log_every == 0 or state.step == total_steps:
+                    logger.log("train", state.step, state.epoch, {
+                        "loss": sum(loss_window) / len(loss_window),
+                        "lr": scheduler.get_last_lr()[0], "examples_per_second": speed,
+                    })
+                    loss_window = []
+                if tc.eval_every and state.step % tc.eval_every == 0 and evaluate_and_checkpoint():
+                    result.stopped_early = True
+                    break
+                if stop_flag.requested:
+                    break
+            if result.stopped_early or stop_flag.requested:
+                break
+            if b >= len(batches):
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if not tc.eval_every and evaluate_and_checkpoint():
+                    result.stopped_early = True
+                    break
+        if stop_flag.requested:
+            result.interrupted = True
+            save_last(dev_metrics)
+            progress.note(f"interrupted: state saved at step {state.step}; continue with --resume")
+        elif not dev_metrics or (tc.eval_every and state.step % tc.eval_every):
+            evaluate_and_checkpoint()  # the final step was not evaluated yet
+
+    elapsed = time.perf_counter() - t0
+    result.seconds = elapsed
+    result.examples_per_second = (state.examples_seen - seen_at_start) / max(elapsed, 1e-9)
+    result.steps, result.best_metric, result.best_step = state.step, state.best_metric, state.best_step
+    result.dev = dev_metrics
+    if not result.interrupted:
+        result.test = _test_metrics(run_dir, data, feats, unwrapped, tokenizer, pad_id, tc, accelerator.device)
+    if main:
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+        ckpt.write_json(run_dir / "results.json", summary)
+    logger.close()
+    return result
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop after the current step and save; a second one aborts.
+
+    Checkpoints are written atomically, so even an abort leaves the last good one intact.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _epoch_batches(
+    feats: dict[str, dict[str, list[dict]]], tc: Any, epoch: int, accelerator: Accelerator
+) -> list[tuple[str, list[int]]]:
+    """This epoch's (task, example indices) batches for this process, seeded by (seed, epoch)."""
+    out: list[tuple[str, list[int]]] = []
+    for t_i, (name, splits) in enumerate(feats.items()):
+        lengths = [len(f["input_ids"]) for f in splits["train"]]
+        per_chunk = 50 if tc.bucket_by_length else 1
+        batches = bucket_batches(lengths, tc.batch_size, True, seed=tc.seed * 1000 + epoch * 31 + t_i,
+                                 bucket_batches_per_chunk=per_chunk)
+        out.extend((name, b) for b in batches)
+    random.Random(tc.seed * 7919 + epoch).shuffle(out)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if world > 1:
+        # Every process must run the same number of steps; the few leftover batches are dropped.
+        usable = len(out) - len(out) % world
+        out = out[rank:usable:world]
+    return out
+
+
+def _metric_name(cfg: ExperimentConfig, data: dict[str, TaskData]) -> str:
+    name = cfg.train.metric
+    if name is None:
+        if len(data) == 1:
+            (tname, td), = data.items()
+            return f"{tname}/{td.task.config.metric or td.task.default_metric}"
+        return "average"
+    if name != "average" and "/" not in name and len(data) == 1:
+        return f"{next(iter(data))}/{name}"
+    return name
+
+
+def _greater_is_better(metric: str, data: dict[str, TaskData]) -> bool:
+    short = metric.rsplit("/", 1)[-1]
+    return short not in ("loss", "mse", "mae")
+
+
+def _check_metric(metric, model, data, feats, tokenizer, pad_id, batch_size) -> None:  # noqa: ANN001
+    """Fail before training if ``train.metric`` names no metric evaluation produces."""
+    names = {"average"}
+    for name, td in data.items():
+        sample = td.splits["dev"][:8]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m, _ = evaluate_task(model, td.task, sample, tokenizer, pad_id, batch_size, features=feats[name]["dev"][:8])
+        names.update(f"{name}/{k}" for k in m)
+    if metric not in names:
+        raise ConfigError(
+            f"metric {metric!r} is not produced by evaluation; choose one of: {', '.join(sorted(names))}",
+            field="train.metric",
+        )
+
+
+def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    last = ckpt.resolve_dir(run_dir / "checkpoints" / "last")
+    if resume:
+        if last is None:
+            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last); train without --resume")
+        saved = parse_config(ckpt.load_meta(last)["config"])
+        for part in ("encoder", "tasks"):
+            if getattr(saved, part) != getattr(cfg, part):
+                raise ConfigError(
+                    f"cannot resume {run_dir}: the '{part}' section differs from the run's saved config "
+                    f"({run_dir / 'config.yaml'}); only train.* settings may change on resume"
+                )
+        return last
+    if last is not None and not overwrite:
+        raise CheckpointError(
+            f"{run_dir} already holds a run; use --resume to continue it, --overwrite to start "
+            "afresh, or set output_dir"
+        )
+    if overwrite and (run_dir / "checkpoints").exists():
+        import shutil
+
+        shutil.rmtree(run_dir / "checkpoints")
+        for name in ("metrics.jsonl", "results.json"):
+            (run_dir / name).unlink(missing_ok=True)
+    return None
+
+
+def _encoder_class(cfg: ExperimentConfig):  # noqa: ANN202
+    from polytask.encoders import ENCODERS
+
+    return ENCODERS.get(cfg.encoder.type, field="encoder.type")
+
+
+def _test_metrics(run_dir, data, feats, model, tokenizer, pad_id, tc, device) -> dict[str, float]:  # noqa: ANN001
+    """Score the best checkpoint on each task's test split (if any)."""
+    if not any("test" in td.splits for td in data.values()):
+        return {}
+    best = ckpt.resolve_dir(run_dir / "checkpoints" / "best")
+    if best is not None:
+        model.load_state_dict(ckpt.load_model_state(best))
+    out: dict[str, float] = {}
+    for name, td in data.items():
+        if "test" in td.splits:
+            m, _ = evaluate_task(model, td.task, td.splits["test"], tokenizer, pad_id, tc.eval_batch_size,
+                                 device, features=feats[name]["test"])
+            out.update({f"{name}/{k}": v for k, v in m.items()})
+    return out
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's metrics.jsonl as a list of records."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
