@@ -5,6 +5,9 @@ Dimension letters: B batch, T tokens, H hidden size, C classes.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import typing
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -14,6 +17,7 @@ from torch import nn
 from polytask.config.schema import TaskConfig
 from polytask.data.example import Example
 from polytask.encoders.base import EncoderOutput
+from polytask.errors import ConfigError, DataError
 from polytask.registry import Registry
 
 Features = dict[str, Any]
@@ -145,3 +149,119 @@ class Head(nn.Module):
 
 
 TASKS: Registry[Task] = Registry("task type")
+
+
+# ---- helpers shared by the members (added with the first four task types) -------------------
+def natural_key(label: str) -> list[Any]:
+    """Sort key that orders digit runs by value, so "label2" < "label10" and "2" < "10".
+
+    ``re.split`` with a capturing group alternates text and digit runs, so two keys compare
+    text with text and int with int and never mix types.
+    """
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", label))]
+
+
+def sort_labels(labels: Any) -> list[str]:
+    """A deterministic label order: unique labels in natural order (see ``natural_key``)."""
+    # The string itself breaks ties ("01" and "1" share a key), so set order never leaks in.
+    return sorted({str(x) for x in labels}, key=lambda x: (natural_key(x), x))
+
+
+UNLABELLED_SPLITS = frozenset({"predict"})
+"""Splits whose examples may lack a label (prediction inputs); every other split needs labels,
+because training uses them and dev/test/eval metrics score against them."""
+
+
+def at(example: Example) -> str:
+    """The ``file:line: `` prefix for an error about ``example`` (empty when unknown)."""
+    return f"{example.where}: " if example.where else ""
+
+
+def check_text(example: Example) -> None:
+    """Raise DataError when the example's text (or its pair text) is empty."""
+    text = example.text
+    if text is None or (isinstance(text, str) and not text.strip()) or (isinstance(text, list) and not text):
+        raise DataError(f"{at(example)}empty text; every example needs some text")
+    pair = example.text_pair
+    if pair is not None and isinstance(pair, str) and not pair.strip():
+        raise DataError(f"{at(example)}empty text_pair; give the second text or leave the field out")
+
+
+def missing_label_error(example: Example, split: str) -> DataError:
+    """DataError for an unlabelled example in a split that needs labels."""
+    return DataError(
+        f"{at(example)}no label in {split}; every {split} example needs one "
+        "(only prediction inputs may be unlabelled)"
+    )
+
+
+def unknown_label_error(
+    example: Example, label: str, split: str, task: Task, noun: str = "label"
+) -> DataError:
+    """DataError for a label outside the task's label set.
+
+    Args:
+        example: the offending example (its ``where`` is named).
+        label: the unknown label.
+        split: the split it was found in.
+        task: the task; whether its labels came from the config decides the advice.
+        noun: what a label is called in this task ("label", "tag").
+    """
+    known = ", ".join(task.labels or [])
+    if task.config.labels:
+        # Labels given in the config: the config is the reference, not the training data.
+        return DataError(
+            f"{at(example)}{noun} '{label}' in {split} is not in tasks.{task.name}.labels "
+            f"(known labels: {known}). Add it there or fix the data"
+        )
+    return DataError(
+        f"{at(example)}{noun} '{label}' in {split} was never seen in training; known labels: "
+        f"{known}. Add it to tasks.{task.name}.labels or fix the data"
+    )
+
+
+def options_from(config_cls: type, options: dict[str, Any], task_name: str, task_type: str) -> Any:
+    """Build a member's options dataclass from ``TaskConfig.options``, rejecting bad keys.
+
+    Unknown keys and values of the wrong type are ConfigErrors naming the field and the allowed
+    keys; the dataclass's ``__post_init__`` may raise ValueError for out-of-range values, which
+    is re-raised as a ConfigError naming the field.
+
+    Args:
+        config_cls: the member's dataclass (``MultilabelTaskConfig``); its fields are the
+            allowed keys and their defaults.
+        options: the raw options from the config.
+        task_name: the task's name, for the field path ``tasks.<name>.options``.
+        task_type: the task's registry name, named in messages.
+    """
+    field = f"tasks.{task_name}.options"
+    hints = typing.get_type_hints(config_cls)
+    allowed = [f.name for f in dataclasses.fields(config_cls)]
+    unknown = sorted(k for k in options if k not in allowed)
+    if unknown:
+        if not allowed:
+            raise ConfigError(f"task type {task_type!r} takes no options; got {unknown}", field=field)
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for task type {task_type!r}; "
+            f"allowed: {', '.join(sorted(allowed))}",
+            field=field,
+        )
+    for key, value in options.items():
+        kind = hints[key]
+        # bool is an int subclass: a YAML `true` must not pass as a number, nor 1 as a bool.
+        ok = (
+            isinstance(value, bool)
+            if kind is bool
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+            if kind is float
+            else isinstance(value, kind)
+        )
+        if not ok:
+            what = {bool: "true or false", float: "a number", str: "a string"}.get(kind, kind.__name__)
+            raise ConfigError(f"option {key!r} must be {what}; got {value!r}", field=f"{field}.{key}")
+    # A YAML `1` for a float option is stored as 1.0, so saved state reads back identically.
+    values = {k: float(v) if hints[k] is float else v for k, v in options.items()}
+    try:
+        return config_cls(**values)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field=field) from None
