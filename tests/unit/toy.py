@@ -59,6 +59,6 @@ def toy_config(encoder_dir: Path, data: dict[str, str], output_dir: Path, **trai
         "output_dir": str(output_dir),
         "encoder": {"name_or_path": str(encoder_dir), "dropout": 0.1},
         "tasks": [{"name": "sent", "type": "classification", "data": {"train": data["train"], "dev": data["dev"]}}],
-        "train": {"epochs": 3, "batch_size": 8, "lr": 1e-3, "warmup_ratio": 0.0, "seed": 0, "progress": False,
+        "train": {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_ratio": 0.0, "seed": 0, "progress": False,
                   "eval_batch_size": 16, **train},
     }

@@ -324,8 +324,13 @@ def _metric_name(cfg: ExperimentConfig, data: dict[str, TaskData]) -> str:
 
 
 def _greater_is_better(metric: str, data: dict[str, TaskData]) -> bool:
-    short = metric.rsplit("/", 1)[-1]
-    return short not in ("loss", "mse", "mae")
+    """Direction of the selection metric: errors and losses go down, scores go up."""
+    task_name, _, short = metric.rpartition("/")
+    if short in ("loss", "mse", "mae"):
+        return False
+    if task_name in data and short == data[task_name].task.default_metric:
+        return data[task_name].task.greater_is_better
+    return True
 
 
 def _check_metric(metric, model, data, feats, tokenizer, pad_id, batch_size) -> None:  # noqa: ANN001
