@@ -223,7 +223,7 @@ def train(
                 state.batch_in_epoch = b
                 elapsed = time.perf_counter() - t0
                 speed = (state.examples_seen - seen_at_start) / max(elapsed, 1e-9)
-                progress.update(state.step, loss=loss_window[-1], speed=speed, epoch=state.epoch)
+                progress.update(state.step, loss=loss_window[-1], speed=speed, epoch=state.epoch + 1)
                 if state.step % tc.log_every == 0 or state.step == total_steps:
                     logger.log("train", state.step, state.epoch, {
                         "loss": sum(loss_window) / len(loss_window),

@@ -14,7 +14,13 @@ from polytask.errors import DataError
 
 
 def read_text(path: str | Path, encoding: str) -> str:
-    """The whole file as text; a UTF-8 BOM is dropped, a decoding error names file and line."""
+    """The whole file as text; a UTF-8 BOM is dropped, a decoding error names file and line.
+
+    Args:
+        path: the file.
+        encoding: one encoding, or several separated by commas, tried in order for each file
+            (``utf-8,latin-1`` for collections where a few files are not UTF-8).
+    """
     path = Path(path)
     if not path.is_file():
         hint = " (it is a folder: set data.format)" if path.is_dir() else ""
@@ -22,19 +28,24 @@ def read_text(path: str | Path, encoding: str) -> str:
             f"file not found{hint}; data paths are relative to the experiment file", path=str(path)
         )
     raw = path.read_bytes()
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    try:
-        return raw.decode(enc)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"cannot decode byte 0x{raw[exc.start]:02x} at offset {exc.start} as {encoding}; "
-            "set data.encoding (e.g. latin-1) to the file's encoding",
-            path=str(path),
-            line=line,
-        ) from None
-    except LookupError:
-        raise DataError(f"unknown encoding {encoding!r} (data.encoding)", path=str(path)) from None
+    choices = [e.strip() for e in encoding.split(",") if e.strip()]
+    first_error: UnicodeDecodeError | None = None
+    for enc in choices:
+        codec = "utf-8-sig" if enc.lower().replace("_", "-") in ("utf-8", "utf8") else enc
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError as exc:
+            first_error = first_error or exc
+        except LookupError:
+            raise DataError(f"unknown encoding {enc!r} (data.encoding)", path=str(path)) from None
+    assert first_error is not None
+    line = raw[: first_error.start].count(b"\n") + 1
+    raise DataError(
+        f"cannot decode byte 0x{raw[first_error.start]:02x} at offset {first_error.start} as {encoding}; "
+        "set data.encoding to the file's encoding (e.g. latin-1, or utf-8,latin-1 to try both)",
+        path=str(path),
+        line=line,
+    )
 
 
 def lines(text: str) -> Iterator[tuple[int, str]]:
