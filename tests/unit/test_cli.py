@@ -67,7 +67,7 @@ def test_export_hf_matches_the_run_encoder(trained: Path) -> None:
     assert res.exit_code == 0, res.output
     hf = AutoModel.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)
-    predictor = polytask.load(str(trained / "run"))
+    predictor = polytask.load(str(trained / "run"), device="cpu")
     batch = tok(["great fun movie"], return_tensors="pt")
     with torch.no_grad():
         ours = predictor.model.encoder(batch["input_ids"], batch["attention_mask"]).token_states

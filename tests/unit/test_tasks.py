@@ -374,7 +374,11 @@ NER_TRAIN = [
 def test_token_fit_labels() -> None:
     task = make("token_classification")
     task.fit_labels(NER_TRAIN)
-    assert task.labels == ["B-LOC", "B-PER", "O"]
+    # Each IOB pair is completed: no entity here spans two words, yet I-LOC and I-PER exist.
+    assert task.labels == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
+    inside_only = make("token_classification")
+    inside_only.fit_labels([ex(["a"], ["I-ORG"])])
+    assert inside_only.labels == ["B-ORG", "I-ORG"]
     every = make("token_classification", label_all_subwords=True)
     every.fit_labels(NER_TRAIN)
     assert every.labels == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]  # I- tags for later subwords
@@ -395,7 +399,7 @@ def test_token_check_messages() -> None:
     with pytest.raises(DataError) as err:
         task.check([ex(["Rome"], ["B-GPE"], where="dev.conll:20")], "dev")
     assert str(err.value) == (
-        "dev.conll:20: tag 'B-GPE' in dev was never seen in training; known labels: B-LOC, B-PER, O. "
+        "dev.conll:20: tag 'B-GPE' in dev was never seen in training; known labels: B-LOC, B-PER, I-LOC, I-PER, O. "
         "Add it to tasks.ner.labels or fix the data"
     )
     with pytest.raises(DataError) as err:
@@ -455,7 +459,7 @@ def test_token_head_and_loss_ignore_unlabelled_positions(tok: Any) -> None:
     task.fit_labels(NER_TRAIN)
     batch = batch_of(task, NER_TRAIN, tok)
     logits, head = forward_backward(task, batch)
-    assert logits.shape == (2, 12, 3) and grads_finite(head)
+    assert logits.shape == (2, 12, 5) and grads_finite(head)
     # The loss is the mean CE over labelled positions only.
     keep = batch["labels"] != -100
     expected = torch.nn.functional.cross_entropy(logits[keep], batch["labels"][keep])
@@ -469,17 +473,17 @@ def test_token_decode_reads_first_subword_and_tags_truncated_words_o(tok: Any) -
     task = make("token_classification")
     task.fit_labels(NER_TRAIN)
     batch = batch_of(task, [NER_TRAIN[0]], tok)
-    bl, bp, o = 0, 1, 2  # labels B-LOC, B-PER, O
+    bl, bp, o = 0, 1, 4  # labels B-LOC, B-PER, I-LOC, I-PER, O
     # Per position argmax: [CLS] alice visited un ##bel.. za ##ph ##od [SEP]
     wanted = [bl, bp, o, bl, bp, bp, bp, bp, o, bp, bp, bl]
-    logits = torch.nn.functional.one_hot(torch.tensor([wanted]), 3).float()  # (1, 12, 3)
+    logits = torch.nn.functional.one_hot(torch.tensor([wanted]), 5).float()  # (1, 12, 5)
     assert task.decode(logits, batch) == [{"tags": ["B-PER", "O", "B-LOC", "O"]}]
     # max_length 4 keeps [CLS] alice visited [SEP]: the last two words are cut and become "O".
     short = make("token_classification", max_length=4)
     short.fit_labels(NER_TRAIN)
     sb = batch_of(short, [NER_TRAIN[0]], tok)
     assert sb["word_ids"] == [[None, 0, 1, None]]
-    logits = torch.nn.functional.one_hot(torch.tensor([[o, bp, bl, o]]), 3).float()
+    logits = torch.nn.functional.one_hot(torch.tensor([[o, bp, bl, o]]), 5).float()
     pred = short.decode(logits, sb)
     assert pred == [{"tags": ["B-PER", "B-LOC", "O", "O"]}]
     # Metrics count the cut entity as missed: gold PER, PER; predicted PER, LOC.

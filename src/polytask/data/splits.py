@@ -1,4 +1,4 @@
-"""Seeded splits for data sets that ship without a dev set."""
+"""Seeded splits and subsets, for data sets that ship without a dev set and for ``data.limit``."""
 
 from __future__ import annotations
 
@@ -9,39 +9,63 @@ from polytask.data.example import Example
 
 
 def train_dev_split(
-    examples: list[Example], fraction: float, seed: int, stratify: bool = True
+    examples: list[Example], fraction: float, seed: int, stratify_labels: bool = True
 ) -> tuple[list[Example], list[Example]]:
     """Hold out ``fraction`` of the examples as a dev set, reproducibly.
 
-    Stratified by label (each class keeps its share, at least one example in train) when labels
-    are single strings and every class has two or more examples; a plain seeded shuffle otherwise
-    (token tags, multi-label lists, regression scores, very rare classes).
+    Stratified by label (each class gives ``round(fraction * its size)`` examples, at least one,
+    and keeps at least one in train) when ``stratify_labels`` is set, every label is a single
+    string and every class has two or more examples; a plain seeded shuffle otherwise (token
+    tags, multi-label lists, unlabelled data, classes too rare to share). Both halves keep the
+    input order. The same examples, fraction and seed always give the same split.
+
+    Args:
+        examples: the examples to split (not modified).
+        fraction: share of examples that go to dev, in (0, 1).
+        seed: seed of the shuffle (``data.split_seed``).
+        stratify_labels: stratify by label where possible.
+
+    Returns:
+        (train, dev).
     """
     rng = random.Random(seed)
     by_label: dict[str, list[int]] = defaultdict(list)
-    if stratify and all(isinstance(e.label, str) for e in examples):
+    if stratify_labels and all(isinstance(e.label, str) for e in examples):
         for i, e in enumerate(examples):
             by_label[e.label].append(i)
-    if by_label and len(by_label) < len(examples) / 2 and min(len(v) for v in by_label.values()) >= 2:
+    if by_label and min(len(v) for v in by_label.values()) >= 2:
         dev_idx: set[int] = set()
         for label in sorted(by_label):
             idx = by_label[label]
             rng.shuffle(idx)
-            k = min(len(idx) - 1, max(1, round(len(idx) * fraction)))
-            dev_idx.update(idx[:k])
+            dev_idx.update(idx[: _share(len(idx), fraction)])
     else:
         order = list(range(len(examples)))
         rng.shuffle(order)
-        k = min(len(order) - 1, max(1, round(len(order) * fraction)))
-        dev_idx = set(order[:k])
+        dev_idx = set(order[: _share(len(order), fraction)])
     train = [e for i, e in enumerate(examples) if i not in dev_idx]
     dev = [e for i, e in enumerate(examples) if i in dev_idx]
     return train, dev
 
 
+def _share(n: int, fraction: float) -> int:
+    """round(n * fraction), but at least 1 and at most n - 1 (both halves non-empty when n >= 2)."""
+    return min(n - 1, max(1, round(n * fraction)))
+
+
 def seeded_subset(examples: list[Example], limit: int, seed: int) -> list[Example]:
-    """``limit`` examples drawn at random (seeded), kept in file order."""
+    """``limit`` examples drawn at random with ``seed``, returned in their original order.
+
+    The first ``limit`` of one seeded shuffle, so a larger limit keeps every example a smaller one
+    kept (nested label budgets), and a file sorted by label still yields every class.
+
+    Args:
+        examples: the examples.
+        limit: how many to keep; all of them when there are no more than that.
+        seed: seed of the shuffle (``data.split_seed``).
+    """
     if limit >= len(examples):
         return examples
-    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-    return [examples[i] for i in keep]
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    return [examples[i] for i in sorted(order[:limit])]

@@ -79,6 +79,13 @@ def inside_of(tag: str) -> str:
     return tag
 
 
+def paired(tag: str) -> str:
+    """The other tag of an IOB pair: ``B-X`` <-> ``I-X`` (also with ``_``); others unchanged."""
+    if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BI":
+        return ("I" if tag[0] == "B" else "B") + tag[1:]
+    return tag
+
+
 @TASKS.register("token_classification")
 class TokenClassificationTask(Task):
     """Tagging of a word list, one tag per word (IOB2/BIO tags for entities, or any tag set).
@@ -106,9 +113,9 @@ class TokenClassificationTask(Task):
     def fit_labels(self, train: list[Example]) -> None:
         """Config labels when given, else every training tag in natural order.
 
-        With ``label_all_subwords`` the ``I-X`` of each ``B-X`` is added to fitted labels (later
-        subwords need it even if no entity in training spans two words); config labels must
-        already hold it.
+        Fitted labels hold both tags of each IOB pair (``B-X`` and ``I-X``) when either is seen,
+        so a small training sample does not make the other one "unknown" in dev. With
+        ``label_all_subwords``, config labels must hold the ``I-X`` of each ``B-X``.
         """
         if self.config.labels:
             self.labels = list(self.config.labels)
@@ -122,8 +129,9 @@ class TokenClassificationTask(Task):
                     )
             return
         tags = [t for ex in train if ex.label is not None for t in tags_of(ex)]
-        if self.options.label_all_subwords:
-            tags += [inside_of(t) for t in tags]
+        # IOB tags come in pairs: a small training sample may hold B-MISC but never I-MISC (every
+        # MISC entity one word long), and the dev set's I-MISC must not then be "unknown".
+        tags += [paired(t) for t in tags]
         self.labels = sort_labels(tags)
         if not self.labels:
             raise DataError(f"task {self.name!r}: no tags in train; label the training data")

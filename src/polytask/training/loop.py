@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
@@ -197,7 +198,8 @@ def train(
     seen_at_start = state.examples_seen
     model.train()
     with stop_flag, progress:
-        loss_window: list[float] = []
+        loss_window: list[torch.Tensor] = []
+        shown_loss = float("nan")
         while state.step < total_steps and state.epoch < n_epochs:
             batches = _epoch_batches(feats, tc, state.epoch, accelerator)
             b = state.batch_in_epoch
@@ -211,7 +213,8 @@ def train(
                     with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
                         loss = task.loss(model(name, batch), batch)
                         accelerator.backward(loss / len(group))
-                    loss_window.append(float(loss.detach()))
+                    # Kept on the device: reading it every step would stall a GPU's queue.
+                    loss_window.append(loss.detach())
                     state.examples_seen += len(idx) * accelerator.num_processes
                 if tc.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
@@ -223,13 +226,13 @@ def train(
                 state.batch_in_epoch = b
                 elapsed = time.perf_counter() - t0
                 speed = (state.examples_seen - seen_at_start) / max(elapsed, 1e-9)
-                progress.update(state.step, loss=loss_window[-1], speed=speed, epoch=state.epoch + 1)
                 if state.step % tc.log_every == 0 or state.step == total_steps:
+                    shown_loss = float(torch.stack(loss_window).float().mean())
                     logger.log("train", state.step, state.epoch, {
-                        "loss": sum(loss_window) / len(loss_window),
-                        "lr": scheduler.get_last_lr()[0], "examples_per_second": speed,
+                        "loss": shown_loss, "lr": scheduler.get_last_lr()[0], "examples_per_second": speed,
                     })
                     loss_window = []
+                progress.update(state.step, loss=shown_loss, speed=speed, epoch=state.epoch + 1)
                 if tc.eval_every and state.step % tc.eval_every == 0 and evaluate_and_checkpoint():
                     result.stopped_early = True
                     break
