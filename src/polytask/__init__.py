@@ -23,13 +23,20 @@ def load(run_dir: str, checkpoint: str = "best", device: str | None = None) -> P
     return Predictor.from_run(run_dir, checkpoint=checkpoint, device=device)
 
 
-def train(config, output_dir: str | None = None, resume: bool = False):  # noqa: ANN001, ANN201
-    """Train an experiment (an ExperimentConfig or a YAML path); see ``polytask.training.loop``."""
+def train(config, output_dir: str | None = None, resume: bool = False, overwrite: bool = False):  # noqa: ANN001, ANN201
+    """Train an experiment (an ExperimentConfig or a YAML path) and return its TrainResult.
+
+    Args:
+        config: the experiment, or the path of its YAML file.
+        output_dir: the run directory (default ``output_dir`` of the config, or ``runs/<name>``).
+        resume: continue the run in ``output_dir`` exactly where it stopped.
+        overwrite: replace a finished or stopped run in ``output_dir``.
+    """
     from polytask.config import ExperimentConfig, load_config
     from polytask.training.loop import train as _train
 
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
-    return _train(cfg, output_dir=output_dir, resume=resume)
+    return _train(cfg, output_dir=output_dir, resume=resume, overwrite=overwrite)
 
 
 __all__ = ["__version__", "load", "train"]

@@ -111,6 +111,15 @@ def test_early_stopping(tmp_path: Path, tiny_encoder_dir: Path, toy: dict[str, s
     assert result.stopped_early and result.steps == 6 and result.best_step == 2
 
 
+def test_max_steps_ending_mid_epoch_scores_the_final_weights(
+    tmp_path: Path, tiny_encoder_dir: Path, toy: dict[str, str]
+) -> None:
+    cfg = parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "run", max_steps=12))  # 8 steps an epoch
+    result = train(cfg)
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if r["split"] == "dev"] == [8, 12]
+    assert result.steps == 12 and ckpt.load_meta(tmp_path / "run/checkpoints/last")["step"] == 12
+
+
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path: Path, tiny_encoder_dir: Path, toy: dict[str, str]) -> None:
     cfg = parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "run", epochs=1, grad_accum_steps=3))
     assert train(cfg).steps == 3  # 8 batches in groups of 3, 3, 2

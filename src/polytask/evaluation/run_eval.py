@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polytask.data.example import Example
 from polytask.errors import DataError
 from polytask.evaluation.evaluate import evaluate_task
 from polytask.export.save_load import load_run
 from polytask.training.checkpoint import write_json
-
-
-def read_labelled(task_data_config, path: Path, token_level: bool) -> list[Example]:  # noqa: ANN001
-    """Read one labelled file with a task's data settings (columns, format, label map)."""
-    from polytask.data.loading import resolve_format
-    from polytask.data.readers import READERS
-
-    cfg = task_data_config.model_copy(update={"train": str(path), "dev": None, "test": None, "limit": None})
-    fmt = resolve_format(cfg, str(path), token_level)
-    return READERS.get(fmt)(cfg, token_level=token_level).read(str(path))
 
 
 def evaluate_run(
@@ -38,7 +27,7 @@ def evaluate_run(
         task: the task to score (required with ``data`` for a multi-task run).
         output: JSON path (default ``<run>/eval-<data file stem or 'splits'>.json``).
     """
-    from polytask.data.loading import load_splits
+    from polytask.data.loading import load_splits, read_file
 
     loaded = load_run(run, checkpoint)
     names = list(loaded.tasks)
@@ -54,7 +43,9 @@ def evaluate_run(
     for name in names:
         t = loaded.tasks[name]
         if data is not None:
-            examples, split = read_labelled(t.config.data, Path(data), t.token_level), "eval"
+            split = "eval"
+            cfg = t.config.data.model_copy(update={"train": str(data), "dev": None, "test": None, "limit": None})
+            examples = read_file(cfg, str(data), t.token_level, split="test")
         else:
             splits = load_splits(t.config.data, token_level=t.token_level)
             split = "test" if "test" in splits else "dev"

@@ -172,11 +172,12 @@ def train(
 
     greater = _greater_is_better(metric_name, data)
     dev_metrics: dict[str, float] = {}
+    evaluated_at = -1  # step of the latest evaluation
 
     def evaluate_and_checkpoint() -> bool:
         """Evaluate, write checkpoints; True when early stopping says stop."""
-        nonlocal dev_metrics
-        dev_metrics = evaluate_dev()
+        nonlocal dev_metrics, evaluated_at
+        dev_metrics, evaluated_at = evaluate_dev(), state.step
         value = dev_metrics[metric_name]
         improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
         if improved:
@@ -250,8 +251,8 @@ def train(
             result.interrupted = True
             save_last(dev_metrics)
             progress.note(f"interrupted: state saved at step {state.step}; continue with --resume")
-        elif not dev_metrics or (tc.eval_every and state.step % tc.eval_every):
-            evaluate_and_checkpoint()  # the final step was not evaluated yet
+        elif evaluated_at != state.step:
+            evaluate_and_checkpoint()  # e.g. max_steps ended mid-epoch: score the final weights
 
     elapsed = time.perf_counter() - t0
     result.seconds = elapsed
