@@ -100,7 +100,7 @@ def predict(
     try:
         predictor = polytask.load(str(run), checkpoint=checkpoint)
         predictor.batch_size = batch_size
-        names = predictor._task_names(task or None)
+        names = predictor.task_names(task or None)
         examples = read_inputs(input)
         rows = predictor.predict_examples(examples, names)
     except PolytaskError as exc:

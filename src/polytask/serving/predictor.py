@@ -54,7 +54,7 @@ class Predictor:
             one dict per input; a single-task run returns that task's prediction dict (e.g.
             ``{"label": "pos", "probs": {...}}``), a multi-task run ``{task: prediction}``.
         """
-        names = self._task_names(task)
+        names = self.task_names(task)
         examples = [self._example(t, i) for i, t in enumerate(texts)]
         out = self.predict_examples(examples, names)
         if isinstance(task, str) or (task is None and len(names) == 1):
@@ -80,7 +80,8 @@ class Predictor:
                     row[n] = p
         return out
 
-    def _task_names(self, task: str | list[str] | None) -> list[str]:
+    def task_names(self, task: str | list[str] | None) -> list[str]:
+        """The tasks to answer: all for None; an unknown name is a DataError listing the run's."""
         names = list(self.tasks) if task is None else ([task] if isinstance(task, str) else list(task))
         unknown = [n for n in names if n not in self.tasks]
         if unknown:

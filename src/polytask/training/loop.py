@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import signal
 import time
 import warnings
@@ -372,8 +373,6 @@ def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite
             "afresh, or set output_dir"
         )
     if overwrite and (run_dir / "checkpoints").exists():
-        import shutil
-
         shutil.rmtree(run_dir / "checkpoints")
         for name in ("metrics.jsonl", "results.json"):
             (run_dir / name).unlink(missing_ok=True)
