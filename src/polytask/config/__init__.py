@@ -7,6 +7,7 @@ from polytask.config.schema import (
     ExperimentConfig,
     TaskConfig,
     TrainConfig,
+    TransferConfig,
 )
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ExperimentConfig",
     "TaskConfig",
     "TrainConfig",
+    "TransferConfig",
     "apply_overrides",
     "dump_config",
     "load_config",

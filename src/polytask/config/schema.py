@@ -100,6 +100,19 @@ class EncoderConfig(Strict):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 
+class TransferConfig(Strict):
+    """How the pretrained encoder is fine-tuned (see ``polytask.transfer``).
+
+    Args:
+        strategy: ``full`` (default), ``freeze``, ``gradual_unfreeze``, ``discriminative_lr``,
+            ``l2_sp``, or a list of them applied in order.
+        options: per-strategy options, keyed by strategy name.
+    """
+
+    strategy: str | list[str] = "full"
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 class TrainConfig(Strict):
     """Optimisation and evaluation schedule."""
 
@@ -133,6 +146,7 @@ class ExperimentConfig(Strict):
     output_dir: str | None = None
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     tasks: list[TaskConfig] = Field(min_length=1)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @field_validator("tasks")

@@ -220,7 +220,14 @@ def unknown_label_error(
     )
 
 
-def options_from(config_cls: type, options: dict[str, Any], task_name: str, task_type: str) -> Any:
+def options_from(
+    config_cls: type,
+    options: dict[str, Any],
+    task_name: str,
+    task_type: str,
+    field: str | None = None,
+    kind: str = "task type",
+) -> Any:
     """Build a member's options dataclass from ``TaskConfig.options``, rejecting bad keys.
 
     Unknown keys and values of the wrong type are ConfigErrors naming the field and the allowed
@@ -233,31 +240,35 @@ def options_from(config_cls: type, options: dict[str, Any], task_name: str, task
         options: the raw options from the config.
         task_name: the task's name, for the field path ``tasks.<name>.options``.
         task_type: the task's registry name, named in messages.
+        field: the config path named in errors (default ``tasks.<task_name>.options``).
+        kind: what the member is, in messages ("task type", "transfer strategy").
     """
-    field = f"tasks.{task_name}.options"
+    field = field or f"tasks.{task_name}.options"
     hints = typing.get_type_hints(config_cls)
     allowed = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(k for k in options if k not in allowed)
     if unknown:
         if not allowed:
-            raise ConfigError(f"task type {task_type!r} takes no options; got {unknown}", field=field)
+            raise ConfigError(f"{kind} {task_type!r} takes no options; got {unknown}", field=field)
         raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for task type {task_type!r}; "
+            f"unknown option(s) {', '.join(unknown)} for {kind} {task_type!r}; "
             f"allowed: {', '.join(sorted(allowed))}",
             field=field,
         )
     for key, value in options.items():
-        kind = hints[key]
+        hint = hints[key]
         # bool is an int subclass: a YAML `true` must not pass as a number, nor 1 as a bool.
         ok = (
             isinstance(value, bool)
-            if kind is bool
+            if hint is bool
             else isinstance(value, (int, float)) and not isinstance(value, bool)
-            if kind is float
-            else isinstance(value, kind)
+            if hint is float
+            else isinstance(value, hint)
         )
         if not ok:
-            what = {bool: "true or false", float: "a number", str: "a string"}.get(kind, kind.__name__)
+            what = {bool: "true or false", float: "a number", str: "a string"}.get(
+                hint, getattr(hint, "__name__", str(hint)).replace("NoneType", "null")
+            )
             raise ConfigError(f"option {key!r} must be {what}; got {value!r}", field=f"{field}.{key}")
     # A YAML `1` for a float option is stored as 1.0, so saved state reads back identically.
     values = {k: float(v) if hints[k] is float else v for k, v in options.items()}

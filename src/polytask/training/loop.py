@@ -35,6 +35,7 @@ from polytask.training import checkpoint as ckpt
 from polytask.training.logging import MetricsLogger, Progress
 from polytask.training.optim import build_optimizer, build_scheduler
 from polytask.training.setup import TaskData, prepare_tasks
+from polytask.transfer import build_strategies
 
 
 @dataclass
@@ -97,6 +98,7 @@ def train(
     set_seed(tc.seed)
 
     # 1. Everything that can fail on bad input happens before the model loads.
+    strategies = build_strategies(cfg.transfer)
     states = ckpt.load_meta(resume_from)["tasks"] if resume_from else None
     data = prepare_tasks(cfg, states)
     tasks = {name: td.task for name, td in data.items()}
@@ -122,7 +124,12 @@ def train(
     steps_per_epoch = math.ceil(batches_per_epoch / tc.grad_accum_steps)
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
-    optimizer = build_optimizer(model, tc)
+    anchor = None
+    if strategies.needs_anchor:  # the pretrained weights, also when resuming mid-run
+        source = encoder if resume_from is None else build_encoder(cfg.encoder)
+        anchor = {k: v.detach().clone() for k, v in source.state_dict().items()}
+    strategies.setup(model, anchor)
+    optimizer = build_optimizer(model, tc, strategies.param_groups(model, tc))
     scheduler = build_scheduler(optimizer, tc, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = LoopState()
@@ -206,6 +213,7 @@ def train(
             batches = _epoch_batches(feats, tc, state.epoch, accelerator)
             b = state.batch_in_epoch
             while b < len(batches) and state.step < total_steps:
+                strategies.on_step(unwrapped, state.step, steps_per_epoch)
                 group = batches[b : b + tc.grad_accum_steps]
                 for i, (name, idx) in enumerate(group):
                     task = tasks[name]
@@ -214,7 +222,9 @@ def train(
                     sync = i == len(group) - 1
                     with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
                         loss = task.loss(model(name, batch), batch)
-                        accelerator.backward(loss / len(group))
+                        penalty = strategies.penalty(unwrapped)
+                        objective = loss if penalty is None else loss + penalty
+                        accelerator.backward(objective / len(group))
                     # Kept on the device: reading it every step would stall a GPU's queue.
                     loss_window.append(loss.detach())
                     state.examples_seen += len(idx) * accelerator.num_processes

@@ -18,9 +18,9 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     (Devlin et al. 2019) and the HF Trainer, so the two compare fairly.
     """
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    # Frozen parameters stay in the optimiser: a strategy may unfreeze them later, and AdamW
+    # skips a parameter whose gradient is None.
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
         part = "encoder" if name.startswith("encoder.") else "heads"
         groups.setdefault((part, p.ndim > 1), []).append(p)
     out = []
@@ -30,8 +30,9 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
+def build_optimizer(model: nn.Module, cfg: TrainConfig, groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """AdamW over ``groups`` (a transfer strategy's), or the default groups above."""
+    return torch.optim.AdamW(groups if groups is not None else param_groups(model, cfg), lr=cfg.lr)
 
 
 def build_scheduler(

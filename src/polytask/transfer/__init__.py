@@ -1,0 +1,73 @@
+"""Transfer strategies family. Importing this package registers every member."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from polytask.config.schema import TrainConfig, TransferConfig
+from polytask.errors import ConfigError
+from polytask.tasks.base import options_from
+from polytask.transfer import discriminative_lr, freeze, full, gradual_unfreeze, l2_sp  # noqa: F401
+from polytask.transfer.base import STRATEGIES, Strategy
+
+
+class Strategies:
+    """Several strategies applied in order (``transfer.strategy: [gradual_unfreeze, ...]``)."""
+
+    def __init__(self, members: list[Strategy]):
+        self.members = members
+        owners = [m.registry_name for m in members if type(m).param_groups is not Strategy.param_groups]
+        if len(owners) > 1:
+            raise ConfigError(
+                f"strategies {' and '.join(owners)} both set the optimiser's groups; choose one",
+                field="transfer.strategy",
+            )
+
+    @property
+    def needs_anchor(self) -> bool:
+        return any(m.needs_anchor for m in self.members)
+
+    def setup(self, model: nn.Module, anchor: dict[str, torch.Tensor] | None = None) -> None:
+        for m in self.members:
+            m.setup(model, anchor)
+
+    def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict] | None:
+        for m in self.members:
+            groups = m.param_groups(model, cfg)
+            if groups is not None:
+                return groups
+        return None
+
+    def on_step(self, model: nn.Module, step: int, steps_per_epoch: int) -> None:
+        for m in self.members:
+            m.on_step(model, step, steps_per_epoch)
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        terms = [t for t in (m.penalty(model) for m in self.members) if t is not None]
+        return sum(terms) if terms else None  # type: ignore[return-value]
+
+
+def build_strategies(config: TransferConfig) -> Strategies:
+    """The configured strategies with their validated options."""
+    names = [config.strategy] if isinstance(config.strategy, str) else list(config.strategy)
+    unknown = sorted(set(config.options) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"options given for {', '.join(unknown)}, which is not among the chosen strategies "
+            f"({', '.join(names)})",
+            field="transfer.options",
+        )
+    members: list[Strategy] = []
+    for name in names:
+        cls = STRATEGIES.get(name, field="transfer.strategy")
+        opts: dict[str, Any] = config.options.get(name, {})
+        options = options_from(cls.options_class, opts, name, name, field=f"transfer.options.{name}",
+                               kind="transfer strategy")
+        members.append(cls(options))
+    return Strategies(members)
+
+
+__all__ = ["STRATEGIES", "Strategies", "Strategy", "build_strategies"]
