@@ -76,6 +76,9 @@ def _resolve_paths(cfg: ExperimentConfig, base: Path | None) -> None:
                 setattr(task.data, split, str((base / value).resolve()))
     if base is None:
         return
+    init = cfg.transfer.init_from
+    if init and not os.path.isabs(init):
+        cfg.transfer.init_from = str((base / init).resolve())
     enc = cfg.encoder.name_or_path
     if enc.startswith((".", "/")) or (base / enc).is_dir():
         cfg.encoder.name_or_path = str((base / enc).resolve())

@@ -107,10 +107,13 @@ class TransferConfig(Strict):
         strategy: ``full`` (default), ``freeze``, ``gradual_unfreeze``, ``discriminative_lr``,
             ``l2_sp``, or a list of them applied in order.
         options: per-strategy options, keyed by strategy name.
+        init_from: a finished run (or checkpoint folder) whose encoder, with its tokenizer,
+            starts this run; heads are new. Relative to the experiment file.
     """
 
     strategy: str | list[str] = "full"
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    init_from: str | None = None
 
 
 class TrainConfig(Strict):

@@ -78,6 +78,14 @@ class TransformerEncoder(Encoder):
                 "this model folder has none (add a tokenizer.json)",
                 field="encoder.name_or_path",
             )
+        vocab = getattr(model.config, "vocab_size", None)
+        if vocab is not None and len(tokenizer) > vocab:
+            raise ConfigError(
+                f"the tokenizer has {len(tokenizer)} tokens but the model's embeddings hold {vocab}: "
+                "tokenizer and weights do not belong together (check the encoder folder, or the "
+                "init_from run)",
+                field="encoder.name_or_path",
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.pooling = pooling

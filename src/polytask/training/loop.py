@@ -105,13 +105,16 @@ def train(
     metric_name = _metric_name(cfg, data)
 
     # 2. Model, features, optimiser.
+    init_report = None
     if resume_from is not None:
         encoder = _encoder_class(cfg).from_files(resume_from / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
-    else:
-        encoder = build_encoder(cfg.encoder)
-    model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
-    if resume_from is not None:
+        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
         model.load_state_dict(ckpt.load_model_state(resume_from))
+    else:
+        encoder, init_report = _starting_encoder(cfg)
+        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
+        if init_report is not None:
+            init_report.new += [k for k in model.state_dict() if k.startswith("heads.")]
     tokenizer = encoder.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     feats = {
@@ -125,8 +128,8 @@ def train(
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     anchor = None
-    if strategies.needs_anchor:  # the pretrained weights, also when resuming mid-run
-        source = encoder if resume_from is None else build_encoder(cfg.encoder)
+    if strategies.needs_anchor:  # the starting weights, also when resuming mid-run
+        source = encoder if resume_from is None else _starting_encoder(cfg)[0]
         anchor = {k: v.detach().clone() for k, v in source.state_dict().items()}
     strategies.setup(model, anchor)
     optimizer = build_optimizer(model, tc, strategies.param_groups(model, tc))
@@ -145,6 +148,9 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         encoder.save_files(encoder_files)
+        if init_report is not None:
+            ckpt.write_json(run_dir / "init_from.json", init_report.to_json())
+            Progress(0, enabled=tc.progress).note(init_report.summary())
     accelerator.wait_for_everyone()
     logger = MetricsLogger(run_dir, enabled=main)
     unwrapped: PolytaskModel = accelerator.unwrap_model(model)
@@ -387,6 +393,21 @@ def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite
         for name in ("metrics.jsonl", "results.json"):
             (run_dir / name).unlink(missing_ok=True)
     return None
+
+
+def _starting_encoder(cfg: ExperimentConfig):  # noqa: ANN202
+    """The encoder training starts from: a finished run's (``transfer.init_from``) with its
+    weights and tokenizer, or the pretrained ``encoder.name_or_path``. Returns (encoder, report)."""
+    from polytask.multitask.model import PolytaskModel
+    from polytask.transfer.init_from_run import load_matching, source_checkpoint
+
+    if not cfg.transfer.init_from:
+        return build_encoder(cfg.encoder), None
+    src = source_checkpoint(cfg.transfer.init_from, cfg.encoder.type)
+    encoder = _encoder_class(cfg).from_files(src / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
+    # Matching runs on a model without heads: the report's "new" lists only encoder tensors.
+    report = load_matching(PolytaskModel(encoder, {}), src, cfg.transfer.init_from)
+    return encoder, report
 
 
 def _encoder_class(cfg: ExperimentConfig):  # noqa: ANN202
