@@ -116,6 +116,28 @@ class TransferConfig(Strict):
     init_from: str | None = None
 
 
+class SamplerConfig(Strict):
+    """Which task each training batch comes from (see ``polytask.multitask.samplers``)."""
+
+    type: str = "proportional"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class MultitaskConfig(Strict):
+    """Multi-task settings.
+
+    Args:
+        sampler: unset, each epoch holds every batch of every task once, shuffled together
+            (proportional to size, without replacement). Set (``proportional``, ``temperature``,
+            ``uniform``, ``annealed``, ``explicit``), each epoch is as many batches, each drawn
+            from a task chosen by the sampler; a task whose batches run out starts them again in
+            a new seeded order. One task per batch either way: each batch is one task's data, so
+            every head sees batches shaped for it and the encoder runs once per step.
+    """
+
+    sampler: SamplerConfig | None = None
+
+
 class TrainConfig(Strict):
     """Optimisation and evaluation schedule."""
 
@@ -150,6 +172,7 @@ class ExperimentConfig(Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     tasks: list[TaskConfig] = Field(min_length=1)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @field_validator("tasks")

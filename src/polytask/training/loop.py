@@ -123,10 +123,12 @@ def train(
     }
     _check_metric(metric_name, model, data, feats, tokenizer, pad_id, tc.eval_batch_size)
 
+    sampler = _build_sampler(cfg, feats, tc)
     batches_per_epoch = len(_epoch_batches(feats, tc, 0, accelerator))
     steps_per_epoch = math.ceil(batches_per_epoch / tc.grad_accum_steps)
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
+    run_epochs = total_steps / steps_per_epoch  # fractional: the sampler's notion of progress
     anchor = None
     if strategies.needs_anchor:  # the starting weights, also when resuming mid-run
         source = encoder if resume_from is None else _starting_encoder(cfg)[0]
@@ -216,7 +218,7 @@ def train(
         loss_window: list[torch.Tensor] = []
         shown_loss = float("nan")
         while state.step < total_steps and state.epoch < n_epochs:
-            batches = _epoch_batches(feats, tc, state.epoch, accelerator)
+            batches = _epoch_batches(feats, tc, state.epoch, accelerator, sampler, run_epochs)
             b = state.batch_in_epoch
             while b < len(batches) and state.step < total_steps:
                 strategies.on_step(unwrapped, state.step, steps_per_epoch)
@@ -312,18 +314,53 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _task_batches(feats: dict[str, dict[str, list[dict]]], tc: Any, name: str, seed: int) -> list[list[int]]:
+    lengths = [len(f["input_ids"]) for f in feats[name]["train"]]
+    per_chunk = 50 if tc.bucket_by_length else 1
+    return bucket_batches(lengths, tc.batch_size, True, seed=seed, bucket_batches_per_chunk=per_chunk)
+
+
+def _build_sampler(cfg: ExperimentConfig, feats: dict[str, dict[str, list[dict]]], tc: Any):  # noqa: ANN202
+    if cfg.multitask.sampler is None:
+        return None
+    from polytask.multitask.samplers import build_sampler
+
+    sizes = {name: len(_task_batches(feats, tc, name, 0)) for name in feats}
+    return build_sampler(cfg.multitask.sampler.type, sizes, cfg.multitask.sampler.options)
+
+
 def _epoch_batches(
-    feats: dict[str, dict[str, list[dict]]], tc: Any, epoch: int, accelerator: Accelerator
+    feats: dict[str, dict[str, list[dict]]],
+    tc: Any,
+    epoch: int,
+    accelerator: Accelerator,
+    sampler: Any = None,
+    run_epochs: float = 1.0,
 ) -> list[tuple[str, list[int]]]:
-    """This epoch's (task, example indices) batches for this process, seeded by (seed, epoch)."""
+    """This epoch's (task, example indices) batches for this process, seeded by (seed, epoch).
+
+    Without a sampler: every batch of every task once, shuffled together. With one: as many
+    batches, each from the task the sampler draws at this point of the run.
+    """
+    per_task = {name: _task_batches(feats, tc, name, tc.seed * 1000 + epoch * 31 + t_i)
+                for t_i, name in enumerate(feats)}
+    rng = random.Random(tc.seed * 7919 + epoch)
     out: list[tuple[str, list[int]]] = []
-    for t_i, (name, splits) in enumerate(feats.items()):
-        lengths = [len(f["input_ids"]) for f in splits["train"]]
-        per_chunk = 50 if tc.bucket_by_length else 1
-        batches = bucket_batches(lengths, tc.batch_size, True, seed=tc.seed * 1000 + epoch * 31 + t_i,
-                                 bucket_batches_per_chunk=per_chunk)
-        out.extend((name, b) for b in batches)
-    random.Random(tc.seed * 7919 + epoch).shuffle(out)
+    if sampler is None:
+        out = [(name, b) for name, batches in per_task.items() for b in batches]
+        rng.shuffle(out)
+    else:
+        n = sum(len(b) for b in per_task.values())
+        taken = dict.fromkeys(per_task, 0)
+        for i in range(n):
+            name = sampler.sample(min(1.0, (epoch + i / n) / max(run_epochs, 1e-9)), rng)
+            stream, k = per_task[name], taken[name]
+            if k and k % len(stream) == 0:  # this task's batches ran out: a new seeded order
+                cycle = k // len(stream)
+                stream = _task_batches(feats, tc, name, tc.seed * 1000 + epoch * 31 + 7 * cycle + 1)
+                per_task[name] = stream
+            out.append((name, stream[k % len(stream)]))
+            taken[name] = k + 1
     world, rank = accelerator.num_processes, accelerator.process_index
     if world > 1:
         # Every process must run the same number of steps; the few leftover batches are dropped.

@@ -1,0 +1,82 @@
+"""Two tasks of different kinds in one model: sampler-driven epochs, training, prediction."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import polytask
+from polytask.config import parse_config
+from polytask.errors import ConfigError
+from polytask.multitask.samplers import build_sampler
+from polytask.training.loop import _epoch_batches, train
+from polytask.training.setup import prepare_tasks
+from tests.unit.toy import toy_config, write_toy_jsonl, write_toy_ner
+
+
+def two_tasks(tmp_path: Path, encoder: Path, sampler: dict | None, **train_kw) -> dict:  # noqa: ANN003
+    sent = write_toy_jsonl(tmp_path / "sent")
+    ner = write_toy_ner(tmp_path / "ner")
+    raw = toy_config(encoder, sent, tmp_path / "run", **train_kw)
+    raw["tasks"].append({"name": "ner", "type": "token_classification", "data": {"train": ner["train"], "dev": ner["dev"]}})
+    if sampler is not None:
+        raw["multitask"] = {"sampler": sampler}
+    return raw
+
+
+def _feats(cfg, tokenizer) -> dict:  # noqa: ANN001
+    data = prepare_tasks(cfg)
+    return {n: {s: [td.task.encode(e, tokenizer) for e in exs] for s, exs in td.splits.items()} for n, td in data.items()}
+
+
+ONE_PROCESS = SimpleNamespace(num_processes=1, process_index=0)
+
+
+def test_epochs_follow_the_sampler(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    cfg = parse_config(two_tasks(tmp_path, tiny_encoder_dir, None))
+    feats = _feats(cfg, AutoTokenizer.from_pretrained(tiny_encoder_dir))
+    tc = cfg.train  # batch 8: sent 64 examples = 8 batches, ner 48 sentences = 6 batches
+    plain = _epoch_batches(feats, tc, 0, ONE_PROCESS)
+    assert Counter(n for n, _ in plain) == {"sent": 8, "ner": 6}
+    assert sorted(i for n, b in plain if n == "sent" for i in b) == list(range(64))  # each once
+
+    only_sent = build_sampler("explicit", {"sent": 8, "ner": 6}, {"weights": {"sent": 1.0}})
+    epoch = _epoch_batches(feats, tc, 0, ONE_PROCESS, only_sent)
+    assert [n for n, _ in epoch] == ["sent"] * 14  # same epoch length, cycling through sent
+    assert Counter(i for _, b in epoch[:8] for i in b) == Counter(range(64))
+    assert epoch[:8] != epoch[8:14] and all(len(b) == 8 for _, b in epoch)
+
+    uniform = build_sampler("uniform", {"sent": 8, "ner": 6})
+    counts = Counter(n for e in range(20) for n, _ in _epoch_batches(feats, tc, e, ONE_PROCESS, uniform))
+    assert abs(counts["sent"] / (20 * 14) - 0.5) < 0.06
+    again = _epoch_batches(feats, tc, 3, ONE_PROCESS, uniform)
+    assert again == _epoch_batches(feats, tc, 3, ONE_PROCESS, uniform)  # seeded: resume sees the same
+
+
+def test_two_task_run_trains_and_predicts_every_task(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    raw = two_tasks(tmp_path, tiny_encoder_dir, {"type": "temperature", "options": {"temperature": 2.0}}, epochs=3)
+    result = train(parse_config(raw))
+    assert result.metric == "average"
+    assert {"sent/accuracy", "ner/f1", "average"} <= set(result.dev)
+    assert result.dev["average"] == pytest.approx((result.dev["sent/accuracy"] + result.dev["ner/f1"]) / 2)
+    assert result.dev["sent/accuracy"] > 0.8 and result.dev["ner/f1"] > 0.5, result.dev
+    predictor = polytask.load(str(tmp_path / "run"))
+    rows = predictor.predict(["great fun movie with Alice"])
+    assert set(rows[0]) == {"sent", "ner"}
+    assert rows[0]["sent"]["label"] in ("pos", "neg") and len(rows[0]["ner"]["tags"]) == 5
+    assert set(predictor.predict(["dull film"], task="sent")[0]) == {"label", "probs"}
+
+
+def test_sampler_errors_come_before_training(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    raw = two_tasks(tmp_path, tiny_encoder_dir, {"type": "explicit", "options": {"weights": {"cola": 1.0}}})
+    with pytest.raises(ConfigError, match="sampler weight for unknown task 'cola'; tasks: sent, ner"):
+        train(parse_config(raw))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    raw = two_tasks(tmp_path, tiny_encoder_dir, {"type": "softmax"})
+    with pytest.raises(ConfigError, match="unknown task sampler 'softmax'"):
+        train(parse_config(raw))
