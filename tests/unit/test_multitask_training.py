@@ -80,3 +80,17 @@ def test_sampler_errors_come_before_training(tmp_path: Path, tiny_encoder_dir: P
     raw = two_tasks(tmp_path, tiny_encoder_dir, {"type": "softmax"})
     with pytest.raises(ConfigError, match="unknown task sampler 'softmax'"):
         train(parse_config(raw))
+
+
+def test_multitask_checkpoint_reproduces_every_task(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    from polytask.evaluation.run_eval import evaluate_run
+    from polytask.training import checkpoint as ckpt
+
+    train(parse_config(two_tasks(tmp_path, tiny_encoder_dir, None, epochs=1)))
+    meta = ckpt.load_meta(tmp_path / "run/checkpoints/best")
+    results, _ = evaluate_run(tmp_path / "run")  # reloaded from disk, each task on its dev split
+    assert set(results) == {"sent", "ner"}
+    for task, metric in (("sent", "accuracy"), ("ner", "f1"), ("ner", "token_accuracy")):
+        assert results[task][metric] == meta["metrics"][f"{task}/{metric}"]
+    for task in ("sent", "ner"):
+        assert results[task]["loss"] == pytest.approx(meta["metrics"][f"{task}/loss"], abs=1e-6)
