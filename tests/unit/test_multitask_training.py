@@ -94,3 +94,62 @@ def test_multitask_checkpoint_reproduces_every_task(tmp_path: Path, tiny_encoder
         assert results[task][metric] == meta["metrics"][f"{task}/{metric}"]
     for task in ("sent", "ner"):
         assert results[task]["loss"] == pytest.approx(meta["metrics"][f"{task}/loss"], abs=1e-6)
+
+
+def test_uncertainty_weights_learn_and_are_saved(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    from polytask.training import checkpoint as ckpt
+    from polytask.training.loop import read_metrics
+
+    raw = two_tasks(tmp_path, tiny_encoder_dir, None, epochs=2, log_every=1)
+    raw["multitask"] = {"weighting": {"type": "uncertainty"}}
+    train(parse_config(raw))
+    state = ckpt.load_model_state(tmp_path / "run/checkpoints/last")
+    log_vars = [v for k, v in state.items() if k.startswith("weighting.")]
+    assert log_vars and all((v != 0).all() for v in log_vars)  # moved away from their start at 0
+    logged = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
+    assert {"weight/sent", "weight/ner"} <= set(logged[-1]) and logged[-1]["weight/sent"] != 1.0
+    assert polytask.load(str(tmp_path / "run")).predict(["fun film"])  # reloads with its weighting
+
+
+def test_dwa_resume_mid_epoch_equals_uninterrupted(
+    tmp_path: Path, tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    import torch
+
+    from polytask.training import checkpoint as ckpt
+    from polytask.training import logging as tlog
+
+    def cfg(run: str):  # noqa: ANN202
+        raw = two_tasks(tmp_path / run, tiny_encoder_dir, None, epochs=3)
+        raw["multitask"] = {"weighting": {"type": "dwa"}}
+        return parse_config(raw)
+
+    train(cfg("a"))
+    a = ckpt.load_model_state(tmp_path / "a/run/checkpoints/last")
+    dwa_weights = [v for k, v in a.items() if k.startswith("weighting.") and "weight" in k]
+    assert dwa_weights and not torch.allclose(dwa_weights[0].double(), torch.ones_like(dwa_weights[0]).double())
+
+    original = tlog.Progress.update
+
+    def interrupt(self, step, **kw):  # noqa: ANN001, ANN003, ANN202
+        original(self, step, **kw)
+        if step == 33:  # 14 steps an epoch: in the middle of the third, after DWA's first update
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(tlog.Progress, "update", interrupt)
+    assert train(cfg("b")).interrupted
+    monkeypatch.setattr(tlog.Progress, "update", original)
+    train(cfg("b"), resume=True)
+    b = ckpt.load_model_state(tmp_path / "b/run/checkpoints/last")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_gradnorm_is_refused_before_training(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    raw = two_tasks(tmp_path, tiny_encoder_dir, None)
+    raw["multitask"] = {"weighting": {"type": "gradnorm"}}
+    with pytest.raises(ConfigError, match="gradnorm needs every task's loss in the same step"):
+        train(parse_config(raw))

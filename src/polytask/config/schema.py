@@ -123,6 +123,13 @@ class SamplerConfig(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class WeightingConfig(Strict):
+    """How task losses are weighted (see ``polytask.multitask.weighting``)."""
+
+    type: str = "equal"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class MultitaskConfig(Strict):
     """Multi-task settings.
 
@@ -133,9 +140,14 @@ class MultitaskConfig(Strict):
             from a task chosen by the sampler; a task whose batches run out starts them again in
             a new seeded order. One task per batch either way: each batch is one task's data, so
             every head sees batches shaped for it and the encoder runs once per step.
+        weighting: unset, each batch's loss counts as it is. Set (``equal``, ``static``,
+            ``uncertainty``, ``dwa``), the loss of each batch is weighted by its task's weight
+            (learnable for ``uncertainty``, per-epoch for ``dwa``; saved with the model).
+            ``gradnorm`` needs every task's loss in one step and is refused for now.
     """
 
     sampler: SamplerConfig | None = None
+    weighting: WeightingConfig | None = None
 
 
 class TrainConfig(Strict):

@@ -9,7 +9,7 @@ from polytask.config.loader import parse_config
 from polytask.config.schema import ExperimentConfig
 from polytask.encoders import ENCODERS
 from polytask.errors import CheckpointError
-from polytask.multitask.model import PolytaskModel
+from polytask.multitask.model import PolytaskModel, build_weighting_for
 from polytask.tasks import build_task
 from polytask.tasks.base import Task
 from polytask.training import checkpoint as ckpt
@@ -55,7 +55,8 @@ def load_run(path: str | Path, checkpoint: str = "best") -> LoadedRun:
         task = build_task(tcfg, cfg.train.max_length)
         task.load_state(meta["tasks"][tcfg.name])
         tasks[tcfg.name] = task
-    model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
+    model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout,
+                          weighting=build_weighting_for(cfg, list(tasks)))
     state = ckpt.load_model_state(cdir)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -30,7 +30,7 @@ from polytask.data.batching import bucket_batches
 from polytask.encoders import build_encoder
 from polytask.errors import CheckpointError, ConfigError
 from polytask.evaluation.evaluate import evaluate_task, move
-from polytask.multitask.model import PolytaskModel
+from polytask.multitask.model import PolytaskModel, build_weighting_for
 from polytask.training import checkpoint as ckpt
 from polytask.training.logging import MetricsLogger, Progress
 from polytask.training.optim import build_optimizer, build_scheduler
@@ -49,6 +49,7 @@ class LoopState:
     best_step: int | None = None
     bad_evals: int = 0  # evaluations without improvement (early stopping)
     examples_seen: int = 0
+    epoch_loss: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, batches] so far this epoch
 
 
 @dataclass
@@ -102,17 +103,18 @@ def train(
     states = ckpt.load_meta(resume_from)["tasks"] if resume_from else None
     data = prepare_tasks(cfg, states)
     tasks = {name: td.task for name, td in data.items()}
+    weighting = build_weighting_for(cfg, list(tasks))
     metric_name = _metric_name(cfg, data)
 
     # 2. Model, features, optimiser.
     init_report = None
     if resume_from is not None:
         encoder = _encoder_class(cfg).from_files(resume_from / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
-        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
+        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=weighting)
         model.load_state_dict(ckpt.load_model_state(resume_from))
     else:
         encoder, init_report = _starting_encoder(cfg)
-        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
+        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=weighting)
         if init_report is not None:
             init_report.new += [k for k in model.state_dict() if k.startswith("heads.")]
     tokenizer = encoder.tokenizer
@@ -179,6 +181,7 @@ def train(
         }
 
     def save_last(metrics: dict[str, float]) -> None:
+        state.epoch_loss = {n: [float(v[0]), int(v[1])] for n, v in epoch_loss.items()}
         if main:
             ckpt.save_checkpoint(
                 last_dir, unwrapped.state_dict(), meta(metrics), encoder_files, optimizer,
@@ -216,6 +219,9 @@ def train(
     model.train()
     with stop_flag, progress:
         loss_window: list[torch.Tensor] = []
+        # Per-task loss sums of the current epoch (for per-epoch weightings such as DWA); kept
+        # on the device, and in the checkpoint so a resumed epoch sums the same.
+        epoch_loss: dict[str, list] = {n: list(v) for n, v in state.epoch_loss.items()}
         shown_loss = float("nan")
         while state.step < total_steps and state.epoch < n_epochs:
             batches = _epoch_batches(feats, tc, state.epoch, accelerator, sampler, run_epochs)
@@ -230,11 +236,14 @@ def train(
                     sync = i == len(group) - 1
                     with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
                         loss = task.loss(model(name, batch), batch)
+                        objective = loss if unwrapped.weighting is None else unwrapped.weighting({name: loss})
                         penalty = strategies.penalty(unwrapped)
-                        objective = loss if penalty is None else loss + penalty
+                        objective = objective if penalty is None else objective + penalty
                         accelerator.backward(objective / len(group))
                     # Kept on the device: reading it every step would stall a GPU's queue.
                     loss_window.append(loss.detach())
+                    acc = epoch_loss.setdefault(name, [0.0, 0])
+                    acc[0], acc[1] = acc[0] + loss.detach(), acc[1] + 1
                     state.examples_seen += len(idx) * accelerator.num_processes
                 if tc.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
@@ -248,9 +257,10 @@ def train(
                 speed = (state.examples_seen - seen_at_start) / max(elapsed, 1e-9)
                 if state.step % tc.log_every == 0 or state.step == total_steps:
                     shown_loss = float(torch.stack(loss_window).float().mean())
-                    logger.log("train", state.step, state.epoch, {
-                        "loss": shown_loss, "lr": scheduler.get_last_lr()[0], "examples_per_second": speed,
-                    })
+                    record = {"loss": shown_loss, "lr": scheduler.get_last_lr()[0], "examples_per_second": speed}
+                    if unwrapped.weighting is not None:
+                        record.update({f"weight/{t}": w for t, w in unwrapped.weighting.weights().items()})
+                    logger.log("train", state.step, state.epoch, record)
                     loss_window = []
                 progress.update(state.step, loss=shown_loss, speed=speed, epoch=state.epoch + 1)
                 if tc.eval_every and state.step % tc.eval_every == 0 and evaluate_and_checkpoint():
@@ -261,6 +271,10 @@ def train(
             if result.stopped_early or stop_flag.requested:
                 break
             if b >= len(batches):
+                if unwrapped.weighting is not None and set(epoch_loss) == set(tasks):
+                    # Per-epoch weightings (DWA) see each task's mean loss of the finished epoch.
+                    unwrapped.weighting.end_epoch({n: float(v[0]) / v[1] for n, v in epoch_loss.items()})
+                epoch_loss = {}
                 state.epoch += 1
                 state.batch_in_epoch = 0
                 if not tc.eval_every and evaluate_and_checkpoint():
