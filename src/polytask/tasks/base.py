@@ -5,9 +5,7 @@ Dimension letters: B batch, T tokens, H hidden size, C classes.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -17,7 +15,8 @@ from torch import nn
 from polytask.config.schema import TaskConfig
 from polytask.data.example import Example
 from polytask.encoders.base import EncoderOutput
-from polytask.errors import ConfigError, DataError
+from polytask.errors import DataError
+from polytask.options import build_options
 from polytask.registry import Registry
 
 Features = dict[str, Any]
@@ -221,58 +220,7 @@ def unknown_label_error(
 
 
 def options_from(
-    config_cls: type,
-    options: dict[str, Any],
-    task_name: str,
-    task_type: str,
-    field: str | None = None,
-    kind: str = "task type",
+    config_cls: type, options: dict[str, Any], task_name: str, task_type: str
 ) -> Any:
-    """Build a member's options dataclass from ``TaskConfig.options``, rejecting bad keys.
-
-    Unknown keys and values of the wrong type are ConfigErrors naming the field and the allowed
-    keys; the dataclass's ``__post_init__`` may raise ValueError for out-of-range values, which
-    is re-raised as a ConfigError naming the field.
-
-    Args:
-        config_cls: the member's dataclass (``MultilabelTaskConfig``); its fields are the
-            allowed keys and their defaults.
-        options: the raw options from the config.
-        task_name: the task's name, for the field path ``tasks.<name>.options``.
-        task_type: the task's registry name, named in messages.
-        field: the config path named in errors (default ``tasks.<task_name>.options``).
-        kind: what the member is, in messages ("task type", "transfer strategy").
-    """
-    field = field or f"tasks.{task_name}.options"
-    hints = typing.get_type_hints(config_cls)
-    allowed = [f.name for f in dataclasses.fields(config_cls)]
-    unknown = sorted(k for k in options if k not in allowed)
-    if unknown:
-        if not allowed:
-            raise ConfigError(f"{kind} {task_type!r} takes no options; got {unknown}", field=field)
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for {kind} {task_type!r}; "
-            f"allowed: {', '.join(sorted(allowed))}",
-            field=field,
-        )
-    for key, value in options.items():
-        hint = hints[key]
-        # bool is an int subclass: a YAML `true` must not pass as a number, nor 1 as a bool.
-        ok = (
-            isinstance(value, bool)
-            if hint is bool
-            else isinstance(value, (int, float)) and not isinstance(value, bool)
-            if hint is float
-            else isinstance(value, hint)
-        )
-        if not ok:
-            what = {bool: "true or false", float: "a number", str: "a string"}.get(
-                hint, getattr(hint, "__name__", str(hint)).replace("NoneType", "null")
-            )
-            raise ConfigError(f"option {key!r} must be {what}; got {value!r}", field=f"{field}.{key}")
-    # A YAML `1` for a float option is stored as 1.0, so saved state reads back identically.
-    values = {k: float(v) if hints[k] is float else v for k, v in options.items()}
-    try:
-        return config_cls(**values)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field=field) from None
+    """A task member's options dataclass from ``tasks.<name>.options`` (see ``build_options``)."""
+    return build_options(config_cls, options, name=task_type, kind="task type", field=f"tasks.{task_name}.options")

@@ -9,7 +9,7 @@ from torch import nn
 
 from polytask.config.schema import TrainConfig, TransferConfig
 from polytask.errors import ConfigError
-from polytask.tasks.base import options_from
+from polytask.options import build_options
 from polytask.transfer import discriminative_lr, freeze, full, gradual_unfreeze, l2_sp  # noqa: F401
 from polytask.transfer.base import STRATEGIES, Strategy
 
@@ -64,8 +64,8 @@ def build_strategies(config: TransferConfig) -> Strategies:
     for name in names:
         cls = STRATEGIES.get(name, field="transfer.strategy")
         opts: dict[str, Any] = config.options.get(name, {})
-        options = options_from(cls.options_class, opts, name, name, field=f"transfer.options.{name}",
-                               kind="transfer strategy")
+        options = build_options(cls.options_class, opts, name=name, kind="transfer strategy",
+                                field=f"transfer.options.{name}")
         members.append(cls(options))
     return Strategies(members)
 

@@ -17,7 +17,7 @@ from polytask.multitask.samplers import (  # noqa: F401
     uniform,
 )
 from polytask.multitask.samplers.annealed import AnnealedSampler, AnnealedSamplerConfig
-from polytask.multitask.samplers.base import NAME_FIELD, SAMPLERS, TaskSampler, sampler_options
+from polytask.multitask.samplers.base import NAME_FIELD, OPTIONS_FIELD, SAMPLERS, TaskSampler
 from polytask.multitask.samplers.explicit import ExplicitSampler, ExplicitSamplerConfig
 from polytask.multitask.samplers.proportional import (
     ProportionalSampler,
@@ -25,6 +25,7 @@ from polytask.multitask.samplers.proportional import (
 )
 from polytask.multitask.samplers.temperature import TemperatureSampler, TemperatureSamplerConfig
 from polytask.multitask.samplers.uniform import UniformSampler, UniformSamplerConfig
+from polytask.options import build_options
 
 
 def build_sampler(
@@ -42,7 +43,8 @@ def build_sampler(
             keys), no tasks, a task with no training data, or member-specific checks.
     """
     cls = SAMPLERS.get(name, field=NAME_FIELD)
-    config = sampler_options(cls.config_class, options, getattr(cls, "registry_name", name))
+    config = build_options(cls.config_class, options, name=getattr(cls, "registry_name", name), kind="task sampler",
+                           field=OPTIONS_FIELD)
     return cls(task_sizes, config)
 
 

@@ -7,9 +7,7 @@ run's task order is reproducible. Members live one per file and register in ``SA
 
 from __future__ import annotations
 
-import dataclasses
 import random
-import typing
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -115,66 +113,3 @@ def power_probabilities(task_sizes: dict[str, int], alpha: float) -> dict[str, f
     """
     largest = max(task_sizes.values())
     return normalise({t: (n / largest) ** alpha for t, n in task_sizes.items()})
-
-
-def _is_number(value: Any) -> bool:
-    # bool is an int subclass: a YAML `true` must not pass as a number.
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def sampler_options(config_cls: type, options: dict[str, Any] | None, name: str) -> Any:
-    """Build a member's config dataclass from raw options, rejecting bad keys and types.
-
-    Like ``polytask.tasks.base.options_from`` but also checks ``dict[str, float]`` fields
-    (explicit weights), which ``isinstance`` cannot check against a parameterised type, and
-    without importing the torch-based task family.
-
-    Args:
-        config_cls: the member's dataclass; its fields are the allowed keys and defaults.
-        options: the raw options (None means none).
-        name: the sampler's registry name, named in messages.
-
-    Raises:
-        ConfigError: unknown key (naming the allowed ones), wrong type, or a value the
-            dataclass's ``__post_init__`` rejects (ValueError), all with field
-            ``multitask.sampler.options``.
-    """
-    options = dict(options or {})
-    hints = typing.get_type_hints(config_cls)
-    allowed = sorted(f.name for f in dataclasses.fields(config_cls))
-    unknown = sorted(k for k in options if k not in allowed)
-    if unknown:
-        if not allowed:
-            raise ConfigError(
-                f"task sampler {name!r} takes no options; got {', '.join(unknown)}",
-                field=OPTIONS_FIELD,
-            )
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for task sampler {name!r}; "
-            f"allowed: {', '.join(allowed)}",
-            field=OPTIONS_FIELD,
-        )
-    values: dict[str, Any] = {}
-    for key, value in options.items():
-        hint = hints[key]
-        if hint is float:
-            if not _is_number(value):
-                raise ConfigError(
-                    f"option {key!r} must be a number; got {value!r}",
-                    field=f"{OPTIONS_FIELD}.{key}",
-                )
-            value = float(value)
-        elif typing.get_origin(hint) is dict:
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and _is_number(v) for k, v in value.items()
-            ):
-                raise ConfigError(
-                    f"option {key!r} must map task names to numbers; got {value!r}",
-                    field=f"{OPTIONS_FIELD}.{key}",
-                )
-            value = {k: float(v) for k, v in value.items()}
-        values[key] = value
-    try:
-        return config_cls(**values)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field=OPTIONS_FIELD) from None

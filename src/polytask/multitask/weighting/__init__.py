@@ -18,9 +18,9 @@ from polytask.multitask.weighting import (  # noqa: F401
 )
 from polytask.multitask.weighting.base import (
     NAME_FIELD,
+    OPTIONS_FIELD,
     WEIGHTINGS,
     LossWeighting,
-    weighting_options,
 )
 from polytask.multitask.weighting.dwa import DWAWeighting, DWAWeightingConfig
 from polytask.multitask.weighting.equal import EqualWeighting, EqualWeightingConfig
@@ -30,6 +30,7 @@ from polytask.multitask.weighting.uncertainty import (
     UncertaintyWeighting,
     UncertaintyWeightingConfig,
 )
+from polytask.options import build_options
 
 
 def build_weighting(
@@ -47,7 +48,8 @@ def build_weighting(
             allowed keys), no tasks, or member-specific checks.
     """
     cls = WEIGHTINGS.get(name, field=NAME_FIELD)
-    config = weighting_options(cls.config_class, options, getattr(cls, "registry_name", name))
+    config = build_options(cls.config_class, options, name=getattr(cls, "registry_name", name), kind="loss weighting",
+                           field=OPTIONS_FIELD)
     return cls(tasks, config)
 
 
