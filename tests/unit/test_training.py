@@ -175,3 +175,10 @@ def test_loading_a_non_run_fails_clearly(tmp_path: Path) -> None:
         load_run(tmp_path)
     with pytest.raises(CheckpointError, match="no such run directory"):
         load_run(tmp_path / "missing")
+
+
+def test_second_run_in_one_process_with_other_precision(tmp_path: Path, tiny_encoder_dir: Path, toy: dict[str, str]) -> None:
+    # Accelerate's process-wide state refuses a changed mixed_precision (or cpu) unless rebuilt.
+    train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "a", max_steps=1)))
+    result = train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "b", max_steps=1, mixed_precision="bf16")))
+    assert result.steps == 1

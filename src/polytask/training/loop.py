@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -90,7 +91,7 @@ def train(
     resume_from = _check_run_dir(cfg, run_dir, resume, overwrite)
     tc = cfg.train
     n_tasks = len(cfg.tasks)
-    accelerator = Accelerator(
+    accelerator = _accelerator(
         cpu=tc.cpu,
         mixed_precision=tc.mixed_precision,
         # Heads of tasks absent from a batch get no gradient; DDP must be told so.
@@ -299,6 +300,24 @@ def train(
         ckpt.write_json(run_dir / "results.json", summary)
     logger.close()
     return result
+
+
+def _accelerator(**kwargs: Any) -> Accelerator:
+    """An Accelerator; in a single process, also after an earlier run with other device settings.
+
+    Accelerate keeps process-wide state and refuses a second Accelerator whose ``cpu`` or
+    ``mixed_precision`` differs (a notebook training twice, a test suite). Without a distributed
+    launch that state holds nothing worth keeping, so it is rebuilt; under one, the error stands.
+    """
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as exc:
+        if "already been initialized" not in str(exc) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(**kwargs)
 
 
 class _StopFlag:

@@ -55,6 +55,9 @@ class L2Sp(Strategy):
         ]
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
+        if self._pairs and self._pairs[0][1].device != self._pairs[0][0].device:
+            # setup ran before Accelerate moved the model to its device: follow it, once.
+            self._pairs = [(p, p0.to(p.device)) for p, p0 in self._pairs]
         sp = sum(((p - p0) ** 2).sum() for p, p0 in self._pairs)
         new = sum((p**2).sum() for p in self._new)
         return self.options.alpha / 2 * sp + self.options.beta / 2 * new
