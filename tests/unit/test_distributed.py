@@ -7,6 +7,7 @@ gradient average equals the accumulated mean.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def test_two_processes_match_one(tmp_path: Path, no_dropout_encoder: Path) -> No
     exp.write_text(yaml.safe_dump(raw("ddp")))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "polytask.cli", "train", str(exp)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    # CPU processes by design: on a machine with one GPU, rank 1 would otherwise be handed
+    # cuda:1 during start-up even with train.cpu (seen on an H100 machine; see issue 6).
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
     meta = ckpt.load_meta(tmp_path / "ddp/checkpoints/last")
