@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,6 +22,11 @@ from polytask.registry import Registry
 
 Features = dict[str, Any]
 Batch = dict[str, Any]
+
+
+@dataclass
+class NoOptions:
+    """Options of a member that takes none."""
 
 
 class Task(ABC):
@@ -38,6 +44,7 @@ class Task(ABC):
 
     registry_name: str
     token_level: bool = False  # True: Example.text is a list of words, label a list of tags
+    options_class: type = NoOptions  # the member's options dataclass (``tasks[].options``)
     default_metric: str = "loss"
     greater_is_better: bool = True
 
@@ -50,14 +57,8 @@ class Task(ABC):
 
     # ---- labels and data checks -------------------------------------------------------------
     def check_options(self, options: dict[str, Any]) -> None:
-        """Reject type-specific options this task does not know (override to accept some)."""
-        if options:
-            from polytask.errors import ConfigError
-
-            raise ConfigError(
-                f"task type {self.registry_name!r} takes no options; got {sorted(options)}",
-                field=f"tasks.{self.name}.options",
-            )
+        """Validate ``options`` into ``self.options`` (an ``options_class`` instance)."""
+        self.options = options_from(self.options_class, options, self.name, self.registry_name)
 
     @abstractmethod
     def fit_labels(self, train: list[Example]) -> None:

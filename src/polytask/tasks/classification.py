@@ -28,7 +28,6 @@ from polytask.tasks.base import (
     check_text,
     collate_inputs,
     missing_label_error,
-    options_from,
     sort_labels,
     tokenize,
     unknown_label_error,
@@ -58,8 +57,7 @@ class ClassificationTask(Task):
     default_metric = "accuracy"
     greater_is_better = True
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        self.options = options_from(ClassificationTaskConfig, options, self.name, self.registry_name)
+    options_class = ClassificationTaskConfig
 
     # ---- labels and data checks -------------------------------------------------------------
     def fit_labels(self, train: list[Example]) -> None:

@@ -27,7 +27,6 @@ from polytask.tasks.base import (
     check_text,
     collate_inputs,
     missing_label_error,
-    options_from,
     sort_labels,
     tokenize,
     unknown_label_error,
@@ -71,8 +70,7 @@ class MultilabelTask(Task):
     default_metric = "micro_f1"
     greater_is_better = True
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        self.options = options_from(MultilabelTaskConfig, options, self.name, self.registry_name)
+    options_class = MultilabelTaskConfig
 
     def parse_label(self, raw: Any) -> list[str]:
         """Label names of one raw label: a list, or a string split on the separator."""

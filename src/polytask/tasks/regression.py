@@ -30,7 +30,6 @@ from polytask.tasks.base import (
     check_text,
     collate_inputs,
     missing_label_error,
-    options_from,
     tokenize,
 )
 
@@ -77,8 +76,7 @@ class RegressionTask(Task):
                 field=f"tasks.{config.name}.labels",
             )
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        self.options = options_from(RegressionTaskConfig, options, self.name, self.registry_name)
+    options_class = RegressionTaskConfig
 
     # ---- labels and data checks -------------------------------------------------------------
     def fit_labels(self, train: list[Example]) -> None:

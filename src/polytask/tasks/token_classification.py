@@ -37,7 +37,6 @@ from polytask.tasks.base import (
     check_text,
     collate_inputs,
     missing_label_error,
-    options_from,
     pad_sequences,
     sort_labels,
     unknown_label_error,
@@ -106,8 +105,7 @@ class TokenClassificationTask(Task):
     default_metric = "f1"
     greater_is_better = True
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        self.options = options_from(TokenClassificationTaskConfig, options, self.name, self.registry_name)
+    options_class = TokenClassificationTaskConfig
 
     # ---- labels and data checks -------------------------------------------------------------
     def fit_labels(self, train: list[Example]) -> None:
