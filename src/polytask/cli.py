@@ -8,30 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from polytask.commands._common import SetOpt, console, err_console, fail, metrics_table
 from polytask.errors import PolytaskError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer and multi-task learning for text.")
-console = Console()
-err_console = Console(stderr=True)
-
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key.path=value (repeatable).")]  # noqa: UP007
-
-
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
-def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in metrics.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    return table
+_fail = fail
+_metrics_table = metrics_table
 
 
 @app.command()
@@ -148,6 +131,21 @@ def demo(
         run_demo(output_dir, set_ or [], console)
     except PolytaskError as exc:
         _fail(exc)
+
+
+def _register_commands() -> None:
+    """Add every ``polytask.commands`` module's commands (one module per command group)."""
+    import importlib
+    import pkgutil
+
+    from polytask import commands
+
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"polytask.commands.{mod.name}").register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -109,15 +109,17 @@ def train(
 
     # 2. Model, features, optimiser.
     init_report = None
-    if resume_from is not None:
+    if resume_from is not None and strategies.saves_full_model:
         encoder = _encoder_class(cfg).from_files(resume_from / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
-        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=weighting)
-        model.load_state_dict(ckpt.load_model_state(resume_from))
     else:
+        # A fresh run, or a resumed one whose checkpoints hold only part of the weights (adapters
+        # and heads): the rest comes from the starting encoder.
         encoder, init_report = _starting_encoder(cfg)
-        model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=weighting)
-        if init_report is not None:
-            init_report.new += [k for k in model.state_dict() if k.startswith("heads.")]
+    model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=weighting)
+    if init_report is not None and resume_from is None:
+        init_report.new += [k for k in model.state_dict() if k.startswith("heads.")]
+    else:
+        init_report = None
     tokenizer = encoder.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     feats = {
@@ -136,7 +138,12 @@ def train(
     if strategies.needs_anchor:  # the starting weights, also when resuming mid-run
         source = encoder if resume_from is None else _starting_encoder(cfg)[0]
         anchor = {k: v.detach().clone() for k, v in source.state_dict().items()}
+    if resume_from is None:
+        strategies.prepare(model, tasks, {n: f["train"] for n, f in feats.items()}, pad_id,
+                           accelerator.device, progress=tc.progress and accelerator.is_main_process)
     strategies.setup(model, anchor)
+    if resume_from is not None:
+        _load_resume_weights(model, resume_from, strict=strategies.saves_full_model)
     optimizer = build_optimizer(model, tc, strategies.param_groups(model, tc))
     scheduler = build_scheduler(optimizer, tc, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -181,11 +188,14 @@ def train(
             "metrics": metrics,
         }
 
+    def saved_state() -> dict[str, torch.Tensor]:
+        return strategies.checkpoint_state(unwrapped, unwrapped.state_dict())
+
     def save_last(metrics: dict[str, float]) -> None:
         state.epoch_loss = {n: [float(v[0]), int(v[1])] for n, v in epoch_loss.items()}
         if main:
             ckpt.save_checkpoint(
-                last_dir, unwrapped.state_dict(), meta(metrics), encoder_files, optimizer,
+                last_dir, saved_state(), meta(metrics), encoder_files, optimizer,
                 {"loop": asdict(state), "scheduler": scheduler.state_dict()},
             )
         accelerator.wait_for_everyone()
@@ -203,7 +213,7 @@ def train(
         if improved:
             state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
             if main:
-                ckpt.save_checkpoint(run_dir / "checkpoints" / "best", unwrapped.state_dict(), meta(dev_metrics), encoder_files)
+                ckpt.save_checkpoint(run_dir / "checkpoints" / "best", saved_state(), meta(dev_metrics), encoder_files)
         else:
             state.bad_evals += 1
         logger.log("dev", state.step, state.epoch, dev_metrics)
@@ -294,7 +304,8 @@ def train(
     result.steps, result.best_metric, result.best_step = state.step, state.best_metric, state.best_step
     result.dev = dev_metrics
     if not result.interrupted:
-        result.test = _test_metrics(run_dir, data, feats, unwrapped, tokenizer, pad_id, tc, accelerator.device)
+        result.test = _test_metrics(run_dir, data, feats, unwrapped, tokenizer, pad_id, tc, accelerator.device,
+                                    strict=strategies.saves_full_model)
     if main:
         summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
         ckpt.write_json(run_dir / "results.json", summary)
@@ -480,19 +491,31 @@ def _starting_encoder(cfg: ExperimentConfig):  # noqa: ANN202
     return encoder, report
 
 
+def _load_resume_weights(model: PolytaskModel, checkpoint: Path, strict: bool) -> None:
+    """Load a ``last`` checkpoint's weights; a partial one (adapters + heads) must fit exactly
+    the weights it holds, and the rest stays as the starting encoder gave it."""
+    state = ckpt.load_model_state(checkpoint)
+    if strict:
+        model.load_state_dict(state)
+        return
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise CheckpointError(f"{checkpoint}: weights that fit nothing in the model: {unexpected[:5]}")
+
+
 def _encoder_class(cfg: ExperimentConfig):  # noqa: ANN202
     from polytask.encoders import ENCODERS
 
     return ENCODERS.get(cfg.encoder.type, field="encoder.type")
 
 
-def _test_metrics(run_dir, data, feats, model, tokenizer, pad_id, tc, device) -> dict[str, float]:  # noqa: ANN001
+def _test_metrics(run_dir, data, feats, model, tokenizer, pad_id, tc, device, strict=True) -> dict[str, float]:  # noqa: ANN001
     """Score the best checkpoint on each task's test split (if any)."""
     if not any("test" in td.splits for td in data.values()):
         return {}
     best = ckpt.resolve_dir(run_dir / "checkpoints" / "best")
     if best is not None:
-        model.load_state_dict(ckpt.load_model_state(best))
+        _load_resume_weights(model, best, strict=strict)
     out: dict[str, float] = {}
     for name, td in data.items():
         if "test" in td.splits:

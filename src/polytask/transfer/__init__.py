@@ -10,8 +10,20 @@ from torch import nn
 from polytask.config.schema import TrainConfig, TransferConfig
 from polytask.errors import ConfigError
 from polytask.options import build_options
-from polytask.transfer import discriminative_lr, freeze, full, gradual_unfreeze, l2_sp  # noqa: F401
 from polytask.transfer.base import STRATEGIES, Strategy
+
+
+def _import_members() -> None:
+    # Every module of this package but the shared ones is a member that registers itself.
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name not in ("base", "init_from_run") and not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_import_members()
 
 
 class Strategies:
@@ -29,6 +41,15 @@ class Strategies:
     @property
     def needs_anchor(self) -> bool:
         return any(m.needs_anchor for m in self.members)
+
+    @property
+    def saves_full_model(self) -> bool:
+        return all(m.saves_full_model for m in self.members)
+
+    def prepare(self, model: nn.Module, tasks: dict[str, Any], train_features: dict[str, list[dict[str, Any]]],
+                pad_id: int, device: torch.device, progress: bool = True) -> None:
+        for m in self.members:
+            m.prepare(model, tasks, train_features, pad_id, device, progress)
 
     def setup(self, model: nn.Module, anchor: dict[str, torch.Tensor] | None = None) -> None:
         for m in self.members:
@@ -48,6 +69,11 @@ class Strategies:
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         terms = [t for t in (m.penalty(model) for m in self.members) if t is not None]
         return sum(terms) if terms else None  # type: ignore[return-value]
+
+    def checkpoint_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for m in self.members:
+            state = m.checkpoint_state(model, state)
+        return state
 
 
 def build_strategies(config: TransferConfig) -> Strategies:

@@ -1,9 +1,12 @@
 """Transfer strategies: how the pretrained encoder is fine-tuned on the target tasks.
 
-A strategy sees the model at four points, each a no-op unless the member overrides it:
-``setup`` (once, before the optimiser; e.g. freeze), ``param_groups`` (optimiser groups; e.g.
-layer-wise learning rates), ``on_step`` (before each optimizer step; e.g. gradual unfreezing)
-and ``penalty`` (added to the loss; e.g. L2-SP). Several strategies combine in order.
+A strategy sees the model at these points, each a no-op unless the member overrides it:
+``prepare`` (once, on a fresh run, before anything else, with the training features; e.g. a
+contrastive phase that tunes the encoder), ``setup`` (once, before the optimiser, also on resume;
+e.g. freeze, or wrapping the encoder in adapters), ``param_groups`` (optimiser groups; e.g.
+layer-wise learning rates), ``on_step`` (before each optimizer step; e.g. gradual unfreezing),
+``penalty`` (added to the loss; e.g. L2-SP) and ``checkpoint_state`` (which weights a
+checkpoint holds; e.g. only adapters and heads). Several strategies combine in order.
 """
 
 from __future__ import annotations
@@ -27,9 +30,32 @@ class Strategy:
     registry_name: str
     options_class: type = type(None)
     needs_anchor: bool = False  # True: setup wants the pretrained weights (L2-SP)
+    # False: checkpoints hold only part of the weights (see ``checkpoint_state``); the rest are
+    # rebuilt from the starting encoder (``encoder.name_or_path`` / ``transfer.init_from``).
+    saves_full_model: bool = True
 
     def __init__(self, options: Any = None):
         self.options = options
+
+    def prepare(
+        self,
+        model: nn.Module,
+        tasks: dict[str, Any],
+        train_features: dict[str, list[dict[str, Any]]],
+        pad_id: int,
+        device: torch.device,
+        progress: bool = True,
+    ) -> None:
+        """Called once on a fresh run (not on resume), before ``setup``.
+
+        Args:
+            model: the full model (encoder + heads), on the CPU.
+            tasks: the tasks by name (``task.collate(features, pad_id)`` makes a batch).
+            train_features: each task's encoded training examples (with ``labels``).
+            pad_id: the tokenizer's padding id.
+            device: where training will run.
+            progress: whether a progress bar may be shown.
+        """
 
     def setup(self, model: nn.Module, anchor: dict[str, torch.Tensor] | None = None) -> None:
         """Called once with the full model (encoder + heads) before the optimiser is built."""
@@ -44,6 +70,10 @@ class Strategy:
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         """A regulariser added to every training loss, or None."""
         return None
+
+    def checkpoint_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weights a checkpoint keeps, from the full ``state``; everything by default."""
+        return state
 
 
 STRATEGIES: Registry[Strategy] = Registry("transfer strategy")
