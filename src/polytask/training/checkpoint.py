@@ -58,6 +58,18 @@ def _tensors_for_saving(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
 
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write one safetensors file atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(_tensors_for_saving(tensors), str(tmp))
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
 def commit_dir(tmp: Path, final: Path) -> None:
     """Move a fully written folder into place; keep the previous one until the new one is there."""
     old = final.with_name(f".old-{final.name}")

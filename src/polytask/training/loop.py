@@ -1,9 +1,10 @@
 """The one training loop (Accelerate): read top to bottom.
 
-Shape of an epoch: every batch of every task once, in a seeded shuffled order (so tasks are
-sampled in proportion to their size; other samplers belong to ``multitask``). Each optimizer step
-may accumulate several batches. Evaluation runs every ``eval_every`` steps or at each epoch end;
-each evaluation writes the ``last`` checkpoint (for --resume) and, on improvement, ``best``.
+Shape of an epoch (``schedule``): in ``one_task`` mode every batch of every task once, in a
+seeded shuffled order, or drawn by a ``multitask.sampler``; in ``all_tasks`` mode one batch of
+every task per step. Each optimizer step may accumulate several micro-batches. Evaluation runs
+every ``eval_every`` steps or at each epoch end; each evaluation writes the ``last`` checkpoint
+(for --resume) and, on improvement, ``best``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import time
@@ -27,16 +27,20 @@ from accelerate.utils import set_seed
 
 from polytask.config.loader import dump_config, parse_config
 from polytask.config.schema import ExperimentConfig
-from polytask.data.batching import bucket_batches
 from polytask.encoders import build_encoder
 from polytask.errors import CheckpointError, ConfigError
 from polytask.evaluation.evaluate import evaluate_task, move
 from polytask.multitask.model import PolytaskModel, build_weighting_for
 from polytask.training import checkpoint as ckpt
+from polytask.training import schedule
+from polytask.training.feature_cache import FeatureCache
+from polytask.training.gradients import TaskGradients, sync_gradients, top_shared_parameters
 from polytask.training.logging import MetricsLogger, Progress
 from polytask.training.optim import build_optimizer, build_scheduler
 from polytask.training.setup import TaskData, prepare_tasks
 from polytask.transfer import build_strategies
+
+ANCHOR_FILE = "anchor.safetensors"  # l2_sp's starting weights, for --resume
 
 
 @dataclass
@@ -114,10 +118,10 @@ def train(
     else:
         # A fresh run, or a resumed one whose checkpoints hold only part of the weights (adapters
         # and heads): the rest comes from the starting encoder.
-        encoder, init_report = _starting_encoder(cfg)
+        encoder, init_report = _starting_encoder(cfg, data)
     model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=weighting)
     if init_report is not None and resume_from is None:
-        init_report.new += [k for k in model.state_dict() if k.startswith("heads.")]
+        init_report.new += [k for k in model.state_dict() if not k.startswith("encoder.")]
     else:
         init_report = None
     tokenizer = encoder.tokenizer
@@ -128,22 +132,41 @@ def train(
     }
     _check_metric(metric_name, model, data, feats, tokenizer, pad_id, tc.eval_batch_size)
 
+    mode = cfg.multitask.step_mode
+    all_tasks = mode == "all_tasks"
     sampler = _build_sampler(cfg, feats, tc)
-    batches_per_epoch = len(_epoch_batches(feats, tc, 0, accelerator))
-    steps_per_epoch = math.ceil(batches_per_epoch / tc.grad_accum_steps)
+    per_step = schedule.group_size(n_tasks, tc, mode)  # micro-batches per optimizer step
+    batches_per_epoch = len(_epoch_batches(feats, tc, 0, accelerator, mode=mode))
+    steps_per_epoch = math.ceil(batches_per_epoch / per_step)
     total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * steps_per_epoch))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
     run_epochs = total_steps / steps_per_epoch  # fractional: the sampler's notion of progress
     anchor = None
-    if strategies.needs_anchor:  # the starting weights, also when resuming mid-run
-        source = encoder if resume_from is None else _starting_encoder(cfg)[0]
-        anchor = {k: v.detach().clone() for k, v in source.state_dict().items()}
+    if strategies.needs_anchor:  # the starting weights, kept in the run so a resume uses the same
+        anchor_file = run_dir / ANCHOR_FILE
+        if resume_from is None:
+            anchor = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+        elif anchor_file.is_file():
+            anchor = ckpt.load_tensors(anchor_file)
+        else:
+            raise CheckpointError(f"{anchor_file} is missing: l2_sp cannot resume without its starting weights")
     if resume_from is None:
         strategies.prepare(model, tasks, {n: f["train"] for n, f in feats.items()}, pad_id,
                            accelerator.device, progress=tc.progress and accelerator.is_main_process)
     strategies.setup(model, anchor)
     if resume_from is not None:
         _load_resume_weights(model, resume_from, strict=strategies.saves_full_model)
+    cache = None
+    if strategies.fixed_encoder and not model.towers:
+        model.to(accelerator.device)
+        cache = FeatureCache(model, tasks, {n: f["train"] for n, f in feats.items()}, pad_id,
+                             accelerator.device, tc.eval_batch_size)
+    surgery = None
+    if cfg.multitask.surgery is not None:
+        from polytask.multitask.surgery import build_surgery
+
+        surgery = build_surgery(cfg.multitask.surgery.type, cfg.multitask.surgery.options)
+    gradnorm = weighting is not None and hasattr(weighting, "gradnorm_loss")
     optimizer = build_optimizer(model, tc, strategies.param_groups(model, tc))
     scheduler = build_scheduler(optimizer, tc, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -160,12 +183,20 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         encoder.save_files(encoder_files)
+        if anchor is not None and resume_from is None:
+            ckpt.save_tensors(run_dir / ANCHOR_FILE, anchor)
         if init_report is not None:
             ckpt.write_json(run_dir / "init_from.json", init_report.to_json())
             Progress(0, enabled=tc.progress).note(init_report.summary())
     accelerator.wait_for_everyone()
     logger = MetricsLogger(run_dir, enabled=main)
     unwrapped: PolytaskModel = accelerator.unwrap_model(model)
+    # Steps whose gradients DDP cannot average on its own (see training/gradients.py) are
+    # synchronised by the loop: every backward under no_sync, then one explicit reduction.
+    manual_sync = all_tasks or cache is not None
+    shared = [p for p in unwrapped.encoder.parameters() if p.requires_grad]
+    task_grads = TaskGradients(shared, list(tasks)) if surgery is not None else None
+    surgery_rng = torch.Generator().manual_seed(tc.seed)
 
     def evaluate_dev() -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -221,6 +252,25 @@ def train(
         save_last(dev_metrics)
         return tc.early_stopping_patience is not None and state.bad_evals >= tc.early_stopping_patience
 
+    def backward(name: str, loss: torch.Tensor, group_len: int) -> None:
+        """Back-propagate one micro-batch's weighted loss (a task row, under surgery)."""
+        objective = loss if unwrapped.weighting is None else unwrapped.weighting({name: loss})
+        if not all_tasks:
+            penalty = strategies.penalty(unwrapped)
+            objective = objective if penalty is None else objective + penalty
+        accelerator.backward(objective / group_len)
+        if task_grads is not None:
+            task_grads.take(name)
+
+    def gradnorm_round(losses: dict[str, torch.Tensor], last: bool, group_len: int) -> None:
+        """One round of every task's loss: GradNorm's weight gradient, then each task's backward."""
+        weights = unwrapped.weighting.task_weights
+        top = top_shared_parameters(unwrapped)
+        w_grad, = torch.autograd.grad(unwrapped.weighting.gradnorm_loss(losses, top), [weights], retain_graph=True)
+        weights.grad = w_grad / (group_len // n_tasks) + (weights.grad if weights.grad is not None else 0)
+        for name, loss in losses.items():
+            backward(name, loss, group_len)
+
     # 4. The loop.
     stop_flag = _StopFlag()
     progress = Progress(total_steps, enabled=main and tc.progress, start=state.step)
@@ -235,30 +285,54 @@ def train(
         epoch_loss: dict[str, list] = {n: list(v) for n, v in state.epoch_loss.items()}
         shown_loss = float("nan")
         while state.step < total_steps and state.epoch < n_epochs:
-            batches = _epoch_batches(feats, tc, state.epoch, accelerator, sampler, run_epochs)
+            batches = _epoch_batches(feats, tc, state.epoch, accelerator, sampler, run_epochs, mode)
             b = state.batch_in_epoch
             while b < len(batches) and state.step < total_steps:
                 strategies.on_step(unwrapped, state.step, steps_per_epoch)
-                group = batches[b : b + tc.grad_accum_steps]
+                group = batches[b : b + per_step]
+                if task_grads is not None:  # the trainable set may change (gradual unfreezing)
+                    task_grads.shared = [p for p in unwrapped.encoder.parameters() if p.requires_grad]
+                # GradNorm needs every task's loss of a round alive at once; otherwise each
+                # micro-batch is back-propagated as soon as its loss exists.
+                held: dict[str, torch.Tensor] = {}
                 for i, (name, idx) in enumerate(group):
                     task = tasks[name]
                     batch = move(task.collate([feats[name]["train"][j] for j in idx], pad_id), accelerator.device)
-                    # Only the last micro-batch of a step all-reduces gradients.
-                    sync = i == len(group) - 1
+                    # Only the last micro-batch of a step all-reduces gradients (DDP's own sync).
+                    sync = i == len(group) - 1 and not manual_sync
                     with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
-                        loss = task.loss(model(name, batch), batch)
-                        objective = loss if unwrapped.weighting is None else unwrapped.weighting({name: loss})
-                        penalty = strategies.penalty(unwrapped)
-                        objective = objective if penalty is None else objective + penalty
-                        accelerator.backward(objective / len(group))
+                        if cache is not None:
+                            logits = unwrapped.head_forward(name, cache.output(name, idx))
+                        else:
+                            logits = model(name, batch)
+                        loss = task.loss(logits, batch)
+                        if gradnorm:
+                            held[name] = loss
+                            if len(held) == n_tasks:
+                                gradnorm_round(held, i == len(group) - 1, len(group))
+                                held = {}
+                        else:
+                            backward(name, loss, len(group))
                     # Kept on the device: reading it every step would stall a GPU's queue.
                     loss_window.append(loss.detach())
                     acc = epoch_loss.setdefault(name, [0.0, 0])
                     acc[0], acc[1] = acc[0] + loss.detach(), acc[1] + 1
                     state.examples_seen += len(idx) * accelerator.num_processes
+                if manual_sync:
+                    sync_gradients(accelerator, unwrapped, task_grads)
+                if task_grads is not None:
+                    task_grads.combine(surgery, surgery_rng)
+                if all_tasks:
+                    # A regulariser of the weights (L2-SP) counts once per step, after surgery,
+                    # which is about task gradients; it is the same on every process.
+                    penalty = strategies.penalty(unwrapped)
+                    if penalty is not None:
+                        accelerator.backward(penalty)
                 if tc.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
                 optimizer.step()
+                if gradnorm:
+                    unwrapped.weighting.renormalise()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 b += len(group)
@@ -358,18 +432,12 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _task_batches(feats: dict[str, dict[str, list[dict]]], tc: Any, name: str, seed: int) -> list[list[int]]:
-    lengths = [len(f["input_ids"]) for f in feats[name]["train"]]
-    per_chunk = 50 if tc.bucket_by_length else 1
-    return bucket_batches(lengths, tc.batch_size, True, seed=seed, bucket_batches_per_chunk=per_chunk)
-
-
 def _build_sampler(cfg: ExperimentConfig, feats: dict[str, dict[str, list[dict]]], tc: Any):  # noqa: ANN202
     if cfg.multitask.sampler is None:
         return None
     from polytask.multitask.samplers import build_sampler
 
-    sizes = {name: len(_task_batches(feats, tc, name, 0)) for name in feats}
+    sizes = {name: len(schedule.task_batches(feats, tc, name, 0)) for name in feats}
     return build_sampler(cfg.multitask.sampler.type, sizes, cfg.multitask.sampler.options)
 
 
@@ -380,37 +448,11 @@ def _epoch_batches(
     accelerator: Accelerator,
     sampler: Any = None,
     run_epochs: float = 1.0,
+    mode: str = "one_task",
 ) -> list[tuple[str, list[int]]]:
-    """This epoch's (task, example indices) batches for this process, seeded by (seed, epoch).
-
-    Without a sampler: every batch of every task once, shuffled together. With one: as many
-    batches, each from the task the sampler draws at this point of the run.
-    """
-    per_task = {name: _task_batches(feats, tc, name, tc.seed * 1000 + epoch * 31 + t_i)
-                for t_i, name in enumerate(feats)}
-    rng = random.Random(tc.seed * 7919 + epoch)
-    out: list[tuple[str, list[int]]] = []
-    if sampler is None:
-        out = [(name, b) for name, batches in per_task.items() for b in batches]
-        rng.shuffle(out)
-    else:
-        n = sum(len(b) for b in per_task.values())
-        taken = dict.fromkeys(per_task, 0)
-        for i in range(n):
-            name = sampler.sample(min(1.0, (epoch + i / n) / max(run_epochs, 1e-9)), rng)
-            stream, k = per_task[name], taken[name]
-            if k and k % len(stream) == 0:  # this task's batches ran out: a new seeded order
-                cycle = k // len(stream)
-                stream = _task_batches(feats, tc, name, tc.seed * 1000 + epoch * 31 + 7 * cycle + 1)
-                per_task[name] = stream
-            out.append((name, stream[k % len(stream)]))
-            taken[name] = k + 1
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if world > 1:
-        # Every process must run the same number of steps; the few leftover batches are dropped.
-        usable = len(out) - len(out) % world
-        out = out[rank:usable:world]
-    return out
+    """This epoch's (task, example indices) micro-batches for this process (``schedule``)."""
+    return schedule.epoch_batches(feats, tc, epoch, accelerator.num_processes, accelerator.process_index,
+                                  sampler, run_epochs, mode)
 
 
 def _metric_name(cfg: ExperimentConfig, data: dict[str, TaskData]) -> str:
@@ -476,14 +518,31 @@ def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite
     return None
 
 
-def _starting_encoder(cfg: ExperimentConfig):  # noqa: ANN202
+def _vocab_texts(data: dict[str, TaskData] | None):  # noqa: ANN202
+    """A zero-argument callable over every task's training texts (word encoders build their
+    vocabulary from it)."""
+    if data is None:
+        return None
+
+    def texts():  # noqa: ANN202
+        for td in data.values():
+            for ex in td.splits["train"]:
+                yield ex.text
+                if ex.text_pair is not None:
+                    yield ex.text_pair
+
+    return texts
+
+
+def _starting_encoder(cfg: ExperimentConfig, data: dict[str, TaskData] | None = None):  # noqa: ANN202
     """The encoder training starts from: a finished run's (``transfer.init_from``) with its
-    weights and tokenizer, or the pretrained ``encoder.name_or_path``. Returns (encoder, report)."""
+    weights and tokenizer, or the pretrained ``encoder.name_or_path`` (a word encoder builds its
+    vocabulary from the training texts of ``data``). Returns (encoder, report)."""
     from polytask.multitask.model import PolytaskModel
     from polytask.transfer.init_from_run import load_matching, source_checkpoint
 
     if not cfg.transfer.init_from:
-        return build_encoder(cfg.encoder), None
+        return build_encoder(cfg.encoder, texts=_vocab_texts(data)), None
     src = source_checkpoint(cfg.transfer.init_from, cfg.encoder.type)
     encoder = _encoder_class(cfg).from_files(src / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
     # Matching runs on a model without heads: the report's "new" lists only encoder tensors.

@@ -43,6 +43,15 @@ class Strategies:
         return any(m.needs_anchor for m in self.members)
 
     @property
+    def fixed_encoder(self) -> bool:
+        """True when a member fixes the encoder for the whole run (its outputs may be cached)
+        and no other member changes it along the way."""
+        fixed = any(getattr(m, "fixed_encoder", False) for m in self.members)
+        changing = any(type(m).on_step is not Strategy.on_step and not getattr(m, "fixed_encoder", False)
+                       for m in self.members)
+        return fixed and not changing
+
+    @property
     def saves_full_model(self) -> bool:
         return all(m.saves_full_model for m in self.members)
 

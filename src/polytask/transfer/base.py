@@ -85,4 +85,5 @@ def encoder_groups(model: nn.Module) -> list[list[nn.Parameter]]:
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return list(model.heads.parameters())
+    """Everything that is not the shared encoder: heads, task towers, learnable loss weights."""
+    return [p for name, p in model.named_parameters() if not name.startswith("encoder.")]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from polytask.config.schema import TrainConfig
-from polytask.transfer.base import STRATEGIES, Strategy
+from polytask.transfer.base import STRATEGIES, Strategy, head_parameters
 
 
 @dataclass
@@ -45,13 +45,13 @@ class L2Sp(Strategy):
         self._pairs = [
             (p, anchor[name].to(p.device, p.dtype)) for name, p in model.encoder.named_parameters() if name in anchor
         ]
-        self._new = [p for p in model.heads.parameters() if p.ndim > 1]
+        self._new = [p for p in model.task_parameters() if p.ndim > 1]
 
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict]:
         head_lr = cfg.head_lr or cfg.lr
         return [
             {"params": list(model.encoder.parameters()), "lr": cfg.lr, "weight_decay": 0.0},
-            {"params": list(model.heads.parameters()), "lr": head_lr, "weight_decay": 0.0},
+            {"params": head_parameters(model), "lr": head_lr, "weight_decay": 0.0},
         ]
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
