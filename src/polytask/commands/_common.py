@@ -6,6 +6,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -16,7 +17,9 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a conf
 
 def fail(exc: Exception) -> NoReturn:
     """Print a user-facing error and exit with status 2 (no traceback)."""
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    # Escaped: messages hold brackets ("pip install 'polytask[serve]'", "texts[1]") that rich
+    # would otherwise read as markup and drop.
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

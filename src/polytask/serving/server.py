@@ -1,0 +1,588 @@
+"""HTTP serving of a trained run: a FastAPI app whose requests share model calls.
+
+``create_app(predictor, limits)`` builds the app; ``serve(run_dir, ...)`` loads a run and runs it
+under uvicorn (``polytask serve RUN``). FastAPI and uvicorn are the ``serve`` extra; they are
+imported only when an app is built, so the core install works without them.
+
+Micro-batching (dynamic batching, as in NVIDIA Triton and TorchServe): every request's inputs
+go into one asyncio queue. A single worker task takes the oldest request, then keeps collecting
+until it holds ``max_batch_size`` inputs or that request has waited ``max_wait_ms``, and runs one
+model call in a dedicated thread, so the event loop keeps accepting and answering while the
+model works. Requests that arrive during a model call wait in the queue and form the next batch,
+so batches grow with the load by themselves.
+
+Requests asking for different tasks share a batch: the worker runs the union of the requested
+tasks over the batch's inputs and hands each request only the tasks it named. The encoder pass
+is shared (heads are a small fraction of the cost); sequence-level and token-level tasks get
+separate passes over only the inputs that asked for them, because their tokenisation differs.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from polytask.data.example import Example
+from polytask.errors import ConfigError, PolytaskError
+
+logger = logging.getLogger("polytask.serving")
+
+INSTALL_HINT = "pip install 'polytask[serve]'"
+INPUT_KEYS = ("texts", "text", "tokens")
+
+
+def require_serving() -> None:
+    """Fail with the install command when FastAPI or uvicorn is missing."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or "fastapi/uvicorn"
+        raise PolytaskError(
+            f"serving needs FastAPI and uvicorn (the 'serve' extra), and {missing} is not "
+            f"installed: {INSTALL_HINT}"
+        ) from None
+
+
+# ---- limits ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts and how it batches.
+
+    Args:
+        max_batch_size: inputs per model call (a larger single request runs as one call; the
+            predictor splits it into its own forward batches).
+        max_wait_ms: how long the oldest queued request may wait for others to join its batch.
+        max_texts: inputs per request; more is answered 413.
+        max_chars: characters per input (a text, a pair text, or the words of a token list
+            joined by spaces); more is answered 413.
+        max_queue: inputs waiting in the queue; a request that would exceed it gets 503.
+    """
+
+    max_batch_size: int = 64
+    max_wait_ms: float = 5.0
+    max_texts: int = 256
+    max_chars: int = 10_000
+    max_queue: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_texts", "max_chars", "max_queue"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"{name} (--{name.replace('_', '-')}) must be a whole number of at least 1; got {value!r}"
+                )
+        if not isinstance(self.max_wait_ms, (int, float)) or self.max_wait_ms < 0:
+            raise ConfigError(f"max_wait_ms (--max-wait-ms) must be 0 or more; got {self.max_wait_ms!r}")
+
+
+# ---- request and response models (they document the OpenAPI schema) --------------------------
+class PredictRequest(BaseModel):
+    """One request: exactly one of ``texts``, ``text`` or ``tokens``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"texts": ["a lovely film", "dull and sad"]},
+            {"text": "Alice met Bob", "tasks": ["ner"]},
+            {"texts": ["a question"], "text_pairs": ["its answer"]},
+            {"tokens": [["Alice", "met", "Bob"]]},
+        ]},
+    )
+
+    texts: list[str] | None = Field(None, description="Inputs, answered in this order.")
+    text: str | None = Field(None, description="One input (short for texts: [text]).")
+    text_pairs: list[str] | None = Field(
+        None, description="Second texts of sentence-pair tasks, one per entry of texts.")
+    text_pair: str | None = Field(None, description="Second text for `text` (pair tasks).")
+    tokens: list[list[str]] | None = Field(
+        None, description="Word lists for token-classification tasks (a tag per word comes back).")
+    tasks: list[str] | str | None = Field(
+        None, description="Tasks to answer (default: every task of the run). A single name as a "
+        "string returns that task's prediction without the task-name level, like Predictor.predict.")
+
+
+class PredictResponse(BaseModel):
+    """Predictions in input order, shaped like ``Predictor.predict``: a run with one task (or a
+    ``tasks`` string) gives that task's dict per input, e.g. ``{"label": "pos", "probs": {..}}``;
+    otherwise ``{task: prediction}`` per input."""
+
+    predictions: list[dict[str, Any]]
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a message that says what is wrong (and, for bad fields, the details)."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class BatchStats(BaseModel):
+    """Counters since start: how well requests were batched."""
+
+    requests: int = 0  # accepted into the queue
+    completed: int = 0  # answered (successfully or with an error)
+    texts: int = 0
+    batches: int = 0  # model calls
+    multi_request_batches: int = 0  # model calls that served more than one request
+    largest_batch_requests: int = 0
+    largest_batch_texts: int = 0
+    failed_batches: int = 0
+    model_seconds: float = 0.0
+
+
+class HealthResponse(BaseModel):
+    status: str
+    queued_texts: int
+    stats: BatchStats
+
+
+class TaskInfo(BaseModel):
+    name: str
+    type: str
+    token_level: bool
+    labels: list[str] | None
+
+
+class MetadataResponse(BaseModel):
+    run: str
+    checkpoint: str | None
+    step: int | None
+    tasks: list[TaskInfo]
+    encoder: dict[str, Any]
+    device: str
+    versions: dict[str, str]
+    limits: dict[str, Any]
+    batching: str
+
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP status and a message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---- micro-batching ----------------------------------------------------------------------------
+@dataclass
+class _Job:
+    examples: list[Example]
+    names: list[str]
+    single: bool  # answer the task's dict, not {task: dict} (Predictor.predict's shape)
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class MicroBatcher:
+    """Collects requests from an asyncio queue into model calls run one at a time in a thread.
+
+    Args:
+        predictor: a ``Predictor`` (uses ``tasks`` and ``predict_examples``).
+        limits: batch size, wait and queue bounds.
+    """
+
+    def __init__(self, predictor: Any, limits: Limits):
+        self.predictor = predictor
+        self.limits = limits
+        self.stats = BatchStats()
+        self.queued_texts = 0
+        self.closing = False
+        self._queue: asyncio.Queue[_Job | None] | None = None
+        self._arrived: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._carry: _Job | None = None
+
+    async def start(self) -> None:
+        """Start the worker (inside the running event loop) after one warm-up call."""
+        self._queue = asyncio.Queue()
+        self._arrived = asyncio.Event()
+        # One thread: model calls never overlap, and torch keeps its own intra-op threads busy.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="polytask-model")
+        names = list(self.predictor.tasks)
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.predictor.predict_examples, [Example(text="warm up")], names)
+        self._worker = asyncio.create_task(self._run(), name="polytask-batcher")
+
+    async def close(self) -> None:
+        """Refuse new requests, answer every queued one, then stop the worker and its thread."""
+        self.closing = True
+        if self._queue is not None and self._worker is not None:
+            self._queue.put_nowait(None)  # after every queued job: FIFO drains them first
+            self._arrived.set()
+            await self._worker
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def submit(self, examples: list[Example], names: list[str], single: bool) -> list[dict[str, Any]]:
+        """Queue one request and wait for its predictions (one dict per example, in order)."""
+        if self.closing or self._queue is None:
+            raise RequestError(503, "the server is shutting down; retry on another instance")
+        if self.queued_texts + len(examples) > self.limits.max_queue:
+            raise RequestError(
+                503, f"the server is busy: {self.queued_texts} inputs are queued and the limit is "
+                f"{self.limits.max_queue} (server option --max-queue); retry shortly")
+        job = _Job(examples, names, single, asyncio.get_running_loop().create_future())
+        self.queued_texts += len(examples)
+        self.stats.requests += 1
+        self._queue.put_nowait(job)
+        self._arrived.set()
+        try:
+            return await job.future
+        finally:
+            self.stats.completed += 1
+
+    async def _next_batch(self, first: _Job) -> tuple[list[_Job], bool]:
+        """``first`` plus queued jobs up to the size limit or its deadline; True when the stop
+        marker was reached."""
+        batch, size = [first], len(first.examples)
+        deadline = first.enqueued + self.limits.max_wait_ms / 1000
+        while size < self.limits.max_batch_size:
+            if self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:  # waiting on an Event (not Queue.get) loses no item when the wait times out
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+                continue
+            job = self._queue.get_nowait()
+            if job is None:
+                return batch, True
+            if size + len(job.examples) > self.limits.max_batch_size:
+                self._carry = job  # first in the next batch, so order is kept
+                break
+            batch.append(job)
+            size += len(job.examples)
+        return batch, False
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            if self._carry is not None:
+                first, self._carry = self._carry, None
+            else:
+                first = await self._queue.get()
+                if first is None:
+                    break
+            batch, stop = await self._next_batch(first)
+            await self._answer(batch)
+
+    async def _answer(self, batch: list[_Job]) -> None:
+        size = sum(len(j.examples) for j in batch)
+        self.queued_texts -= size
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._predict, batch)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not fail its batch mates
+            self.stats.failed_batches += 1
+            if len(batch) > 1:
+                self.queued_texts += size
+                for job in batch:  # retry alone, so only the culprit gets the error
+                    await self._answer([job])
+                return
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
+            return
+        self.stats.model_seconds += time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.texts += size
+        self.stats.multi_request_batches += int(len(batch) > 1)
+        self.stats.largest_batch_requests = max(self.stats.largest_batch_requests, len(batch))
+        self.stats.largest_batch_texts = max(self.stats.largest_batch_texts, size)
+        for job, rows in zip(batch, results, strict=True):
+            if not job.future.done():  # a cancelled request (client gone) is skipped
+                job.future.set_result(rows)
+
+    def _predict(self, batch: list[_Job]) -> list[list[dict[str, Any]]]:
+        """One model call per input kind (sequence, token) over the union of requested tasks."""
+        tasks = self.predictor.tasks
+        rows = [[{} for _ in job.examples] for job in batch]
+        for token_level in (False, True):
+            wanted = {n for job in batch for n in job.names if tasks[n].token_level == token_level}
+            if not wanted:
+                continue
+            names = [n for n in tasks if n in wanted]  # run order, so calls are reproducible
+            jobs = [i for i, job in enumerate(batch) if any(n in wanted for n in job.names)]
+            examples = [ex for i in jobs for ex in batch[i].examples]
+            preds = self.predictor.predict_examples(examples, names)  # one {task: pred} per example
+            offset = 0
+            for i in jobs:
+                for k in range(len(batch[i].examples)):
+                    for n in batch[i].names:
+                        if n in wanted:
+                            rows[i][k][n] = preds[offset + k][n]
+                offset += len(batch[i].examples)
+        out = []
+        for job, job_rows in zip(batch, rows, strict=True):
+            if job.single:
+                out.append([r[job.names[0]] for r in job_rows])
+            else:  # keys in the order the request named them
+                out.append([{n: r[n] for n in job.names} for r in job_rows])
+        return out
+
+
+# ---- request checks ----------------------------------------------------------------------------
+def build_examples(req: PredictRequest, limits: Limits) -> list[Example]:
+    """The request's inputs as Examples, or a RequestError naming the offending field and index."""
+    given = [k for k in INPUT_KEYS if getattr(req, k) is not None]
+    if not given:
+        raise RequestError(
+            422, "the request needs 'texts' (a list of strings), 'text' (one string) or "
+            "'tokens' (a list of word lists)")
+    if len(given) > 1:
+        raise RequestError(422, f"give only one of 'texts', 'text' and 'tokens'; got {', '.join(given)}")
+    key = given[0]
+    if req.text_pair is not None and key != "text":
+        raise RequestError(422, "'text_pair' goes with 'text'; with 'texts' use 'text_pairs' (a list)")
+    if req.text_pairs is not None and key != "texts":
+        raise RequestError(422, "'text_pairs' goes with 'texts'; with 'text' use 'text_pair'")
+    items: list[Any] = [req.text] if key == "text" else list(getattr(req, key))
+    pairs: list[str] | None = [req.text_pair] if req.text_pair is not None else req.text_pairs
+    if not items:
+        raise RequestError(422, f"{key} must not be empty; send at least one input")
+    if len(items) > limits.max_texts:
+        raise RequestError(
+            413, f"too many inputs: {len(items)} in one request and the limit is {limits.max_texts} "
+            "(server option --max-texts); split the request")
+    if pairs is not None and len(pairs) != len(items):
+        raise RequestError(422, f"text_pairs has {len(pairs)} items but texts has {len(items)}; give one pair per text")
+
+    def where(name: str, i: int) -> str:
+        return name if key == "text" else f"{name}[{i}]"
+
+    examples = []
+    for i, item in enumerate(items):
+        size = len(item) if key != "tokens" else sum(len(w) for w in item) + len(item) - 1
+        if (not item.strip()) if key != "tokens" else not item:
+            raise RequestError(422, f"{where(key, i)} is empty; every input needs some text")
+        if size > limits.max_chars:
+            raise RequestError(
+                413, f"{where(key, i)} has {size} characters and the limit is {limits.max_chars} "
+                "(server option --max-chars); shorten or split it")
+        pair = pairs[i] if pairs is not None else None
+        if pair is not None and len(pair) > limits.max_chars:
+            pair_key = "text_pair" if key == "text" else "text_pairs"
+            raise RequestError(
+                413, f"{where(pair_key, i)} has {len(pair)} characters and the limit is "
+                f"{limits.max_chars} (server option --max-chars); shorten or split it")
+        examples.append(Example(text=list(item) if key == "tokens" else item, text_pair=pair))
+    return examples
+
+
+def _task_selection(predictor: Any, tasks: list[str] | str | None) -> tuple[list[str], bool]:
+    if isinstance(tasks, list):
+        if not tasks:
+            raise RequestError(422, f"tasks must not be empty; leave it out for every task ({', '.join(predictor.tasks)})")
+        tasks = list(dict.fromkeys(tasks))  # a repeated name is answered once
+    try:
+        names = predictor.task_names(tasks)
+    except PolytaskError as exc:
+        raise RequestError(404, str(exc)) from None
+    return names, isinstance(tasks, str) or (tasks is None and len(names) == 1)
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def _validation_error(errors: Sequence[dict[str, Any]]) -> tuple[int, str]:
+    """Status and message for FastAPI's validation errors (malformed JSON is a 400)."""
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "cannot be parsed")
+            return 400, f"the request body is not valid JSON: {reason}"
+    messages = []
+    for err in errors:
+        name = _field_name(err.get("loc", ()))
+        if name.startswith("tasks"):  # a union: pydantic reports each member; one line says it
+            messages.append("tasks must be a task name or a list of task names")
+        elif err.get("type") == "extra_forbidden":
+            allowed = ", ".join(PredictRequest.model_fields)
+            messages.append(f"unknown key '{name}'; the keys are: {allowed}")
+        elif name == "body" and err.get("type") in ("model_attributes_type", "model_type", "dict_type", "missing"):
+            messages.append('the request body must be a JSON object such as {"texts": ["some text"]}, '
+                            "sent with content-type application/json")
+        else:
+            messages.append(f"{name}: {err.get('msg')}")
+    return 422, "; ".join(dict.fromkeys(messages))
+
+
+# ---- the app ----------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    import polytask
+
+    out = {"polytask": polytask.__version__, "torch": torch.__version__,
+           "transformers": transformers.__version__, "python": platform.python_version()}
+    try:
+        import fastapi
+
+        out["fastapi"] = fastapi.__version__
+    except ImportError:  # pragma: no cover - create_app needs it
+        pass
+    return out
+
+
+def _metadata(predictor: Any, limits: Limits) -> MetadataResponse:
+    run = getattr(predictor, "run", None)
+    cfg = getattr(run, "config", None)
+    meta = getattr(run, "meta", None) or {}
+    cdir = getattr(run, "checkpoint_dir", None)
+    tasks = [
+        TaskInfo(name=n, type=getattr(t, "registry_name", type(t).__name__), token_level=bool(t.token_level),
+                 labels=list(t.labels) if t.labels is not None else None)
+        for n, t in predictor.tasks.items()
+    ]
+    encoder: dict[str, Any] = {}
+    if cfg is not None:
+        encoder = {"type": cfg.encoder.type, "name_or_path": cfg.encoder.name_or_path,
+                   "pooling": cfg.encoder.pooling}
+    return MetadataResponse(
+        run=cfg.name if cfg is not None else "unknown",
+        checkpoint=Path(cdir).name if cdir is not None else None,
+        step=meta.get("step"),
+        tasks=tasks,
+        encoder=encoder,
+        device=str(getattr(predictor, "device", "cpu")),
+        versions=_versions(),
+        limits=asdict(limits),
+        batching="union of requested tasks per batch; sequence and token tasks in separate passes",
+    )
+
+
+def create_app(predictor: Any, limits: Limits | None = None) -> Any:
+    """The FastAPI app serving ``predictor``.
+
+    Endpoints: ``POST /predict``, ``GET /health`` (with batching counters), ``GET /metadata``,
+    and FastAPI's ``/openapi.json`` and ``/docs``. Every error answers ``{"detail": message}``.
+
+    Args:
+        predictor: a loaded ``Predictor`` (``polytask.load(run)``).
+        limits: request and batching limits (defaults: ``Limits()``).
+    """
+    require_serving()
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    limits = limits or Limits()
+    batcher = MicroBatcher(predictor, limits)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        await batcher.start()
+        try:
+            yield
+        finally:  # uvicorn has stopped accepting and let open requests finish; drain the rest
+            await batcher.close()
+
+    cfg = getattr(getattr(predictor, "run", None), "config", None)
+    app = FastAPI(
+        title=f"polytask: {cfg.name}" if cfg is not None else "polytask",
+        description="Predictions of a trained polytask run. Inputs are batched across clients.",
+        version=_versions()["polytask"],
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.limits = limits
+    errors = {code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 503)}
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message = _validation_error(exc.errors())
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        return JSONResponse({"detail": message, "errors": details}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("prediction failed")
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    @app.post("/predict", response_model=PredictResponse, responses=errors)
+    async def predict(body: PredictRequest) -> PredictResponse:
+        """Predict every task of the run (or the named ones) for each input, in input order."""
+        examples = build_examples(body, limits)
+        names, single = _task_selection(predictor, body.tasks)
+        try:
+            rows = await batcher.submit(examples, names, single)
+        except PolytaskError as exc:  # e.g. an input the task's tokenisation refuses
+            raise RequestError(422, str(exc)) from None
+        return PredictResponse(predictions=rows)
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> HealthResponse:
+        """Liveness plus batching counters (``multi_request_batches`` > 0 means batching works)."""
+        status = "draining" if batcher.closing else "ok"
+        return HealthResponse(status=status, queued_texts=batcher.queued_texts, stats=batcher.stats)
+
+    @app.get("/metadata", response_model=MetadataResponse)
+    async def metadata() -> MetadataResponse:
+        """The run, its tasks and labels, the encoder, library versions and the server limits."""
+        return _metadata(predictor, limits)
+
+    return app
+
+
+def serve(
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    checkpoint: str = "best",
+    limits: Limits | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    graceful_timeout: float | None = None,
+    log_level: str = "info",
+) -> None:
+    """Load a run and serve it until SIGTERM or Ctrl-C (then finish queued requests and exit).
+
+    Args:
+        run_dir: a run directory or checkpoint folder.
+        host: the address to listen on (``0.0.0.0`` for every interface).
+        port: the TCP port.
+        checkpoint: ``best`` (falls back to ``last``) or ``last``.
+        limits: request and batching limits.
+        device: ``cpu``, ``cuda``...; the GPU when one is present otherwise.
+        threads: torch intra-op CPU threads (default: torch's choice).
+        graceful_timeout: seconds to wait for open requests at shutdown (default: no limit).
+        log_level: uvicorn's log level.
+    """
+    require_serving()
+    import torch
+    import uvicorn
+
+    import polytask
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads (--threads) must be at least 1; got {threads}")
+        torch.set_num_threads(threads)
+    limits = limits or Limits()
+    predictor = polytask.load(str(run_dir), checkpoint=checkpoint, device=device)
+    app = create_app(predictor, limits)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            timeout_graceful_shutdown=graceful_timeout)
+    uvicorn.Server(config).run()

@@ -1,0 +1,460 @@
+"""`polytask serve`: a real uvicorn on loopback answering a tiny two-task run (sentiment +
+NER), the batcher on its own, request limits and their messages, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+import polytask
+from polytask.cli import app as cli_app
+from polytask.config import parse_config
+from polytask.data.example import Example
+from polytask.errors import ConfigError, DataError, PolytaskError
+from polytask.serving.server import Limits, MicroBatcher, RequestError, create_app, require_serving
+from polytask.training.loop import train
+from tests.unit.toy import toy_config, toy_texts, write_toy_jsonl, write_toy_ner
+
+TEXTS = [t for t, _ in toy_texts(12, seed=7)] + ["Alice met Bob", "Carol and the film"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("serve")
+    raw = toy_config(tiny_encoder_dir, write_toy_jsonl(root / "sent"), root / "run", epochs=1)
+    ner = write_toy_ner(root / "ner")
+    raw["tasks"].append({"name": "ner", "type": "token_classification",
+                         "data": {"train": ner["train"], "dev": ner["dev"]}})
+    train(parse_config(raw))
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def reference(run_dir: Path) -> Any:
+    """A second Predictor, called only from the test thread, to compare the server against."""
+    return polytask.load(str(run_dir), device="cpu")
+
+
+class LiveServer:
+    """uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.handle_exit(signal.SIGTERM, None)  # what uvicorn's signal handler calls
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "server did not stop"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.thread.is_alive():
+            self.stop()
+
+
+LIMITS = Limits(max_texts=16, max_chars=100)
+
+
+@pytest.fixture(scope="module")
+def server(run_dir: Path) -> Any:
+    with LiveServer(create_app(polytask.load(str(run_dir), device="cpu"), LIMITS)) as live:
+        yield live
+
+
+@pytest.fixture()
+def client(server: LiveServer) -> Any:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal predictions: labels and tags exactly, probabilities to 1e-5 (padding differs)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, abs=1e-5)
+    return a == b
+
+
+# ---- answers ---------------------------------------------------------------------------------
+def test_single_and_batch_requests_equal_the_predictor(client: httpx.Client, reference: Any) -> None:
+    expected = reference.predict(TEXTS)  # multi-task run: {task: prediction} per text
+    assert set(expected[0]) == {"sent", "ner"}
+
+    r = client.post("/predict", json={"texts": TEXTS})
+    assert r.status_code == 200, r.text
+    assert same(r.json()["predictions"], expected)
+
+    r = client.post("/predict", json={"text": TEXTS[3]})
+    assert r.status_code == 200 and same(r.json()["predictions"], [expected[3]])
+    assert r.json()["predictions"][0]["ner"]["tags"] == expected[3]["ner"]["tags"]
+    assert set(r.json()["predictions"][0]["sent"]["probs"]) == {"pos", "neg"}
+
+
+def test_task_selection_and_token_inputs(client: httpx.Client, reference: Any) -> None:
+    r = client.post("/predict", json={"texts": TEXTS[:4], "tasks": ["ner"]})
+    assert r.status_code == 200, r.text
+    assert same(r.json()["predictions"], reference.predict(TEXTS[:4], ["ner"]))
+    assert all(list(p) == ["ner"] for p in r.json()["predictions"])
+
+    # a task name as a string answers that task's dict directly, like Predictor.predict("x", "sent")
+    r = client.post("/predict", json={"texts": TEXTS[:4], "tasks": "sent"})
+    assert same(r.json()["predictions"], reference.predict(TEXTS[:4], "sent"))
+    assert set(r.json()["predictions"][0]) == {"label", "probs"}
+
+    # order of the named tasks is kept, a repeated name answered once
+    r = client.post("/predict", json={"text": "Bob was happy", "tasks": ["ner", "sent", "ner"]})
+    assert list(r.json()["predictions"][0]) == ["ner", "sent"]
+
+    words = [["Alice", "liked", "the", "film"], ["Dave"]]
+    r = client.post("/predict", json={"tokens": words, "tasks": ["ner"]})
+    assert r.status_code == 200, r.text
+    got = r.json()["predictions"]
+    assert [len(p["ner"]["tags"]) for p in got] == [4, 1]  # a tag per word
+    assert same(got, reference.predict(words, ["ner"]))
+
+    r = client.post("/predict", json={"texts": ["a good film", "sad"], "text_pairs": ["fun", "dull"],
+                                      "tasks": "sent"})
+    assert r.status_code == 200
+    expected = reference.predict([("a good film", "fun"), ("sad", "dull")], "sent")
+    assert same(r.json()["predictions"], expected)
+
+
+def test_health_metadata_and_openapi(client: httpx.Client) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["queued_texts"] == 0
+    assert {"requests", "batches", "multi_request_batches", "largest_batch_texts"} <= set(health["stats"])
+
+    meta = client.get("/metadata").json()
+    assert meta["run"] == "toy" and meta["checkpoint"] in ("best", "last") and meta["step"] > 0
+    tasks = {t["name"]: t for t in meta["tasks"]}
+    assert tasks["sent"]["type"] == "classification" and sorted(tasks["sent"]["labels"]) == ["neg", "pos"]
+    assert tasks["ner"]["type"] == "token_classification" and tasks["ner"]["token_level"]
+    assert "B-PER" in tasks["ner"]["labels"]
+    assert meta["encoder"]["type"] == "transformer"
+    assert {"polytask", "torch", "transformers"} <= set(meta["versions"])
+    assert meta["limits"]["max_texts"] == 16 and meta["limits"]["max_chars"] == 100
+
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/health", "/metadata"} <= set(schema["paths"])
+    request = schema["components"]["schemas"]["PredictRequest"]
+    assert {"texts", "text", "text_pairs", "tokens", "tasks"} <= set(request["properties"])
+    assert "413" in schema["paths"]["/predict"]["post"]["responses"]
+
+
+# ---- refusals -----------------------------------------------------------------------------------
+BAD = [
+    (b'{"texts": ["a",', 400, "the request body is not valid JSON"),
+    ({"texts": []}, 422, "texts must not be empty"),
+    ({"tokens": []}, 422, "tokens must not be empty"),
+    ({"texts": ["x"] * 17}, 413, "too many inputs: 17 in one request and the limit is 16 (server option --max-texts)"),
+    ({"texts": ["ok", "x" * 101]}, 413, "texts[1] has 101 characters and the limit is 100 (server option --max-chars)"),
+    ({"text": "x" * 101}, 413, "text has 101 characters"),
+    ({"text": "ok", "text_pair": "y" * 101}, 413, "text_pair has 101 characters"),
+    ({"tokens": [["a"], ["w" * 60, "w" * 60]]}, 413, "tokens[1] has 121 characters"),
+    ({"text": "a", "tasks": ["nope"]}, 404, "unknown task 'nope'; this run has: sent, ner"),
+    ({"text": "a", "tasks": []}, 422, "tasks must not be empty; leave it out for every task (sent, ner)"),
+    ({"texts": [1, 2]}, 422, "texts[0]: Input should be a valid string"),
+    ({"text": "a", "tasks": 3}, 422, "tasks must be a task name or a list of task names"),
+    ({"text": "a", "tasks": [3]}, 422, "tasks must be a task name or a list of task names"),
+    ({"texts": "one string"}, 422, "texts: Input should be a valid list"),
+    ({"tokens": ["not", "lists"]}, 422, "tokens[0]: Input should be a valid list"),
+    ({}, 422, "the request needs 'texts' (a list of strings), 'text' (one string) or 'tokens'"),
+    ({"texts": ["a"], "text": "b"}, 422, "give only one of 'texts', 'text' and 'tokens'; got texts, text"),
+    ({"textz": ["a"]}, 422, "unknown key 'textz'; the keys are: texts, text, text_pairs"),
+    ([1, 2], 422, "the request body must be a JSON object"),
+    (b'{"text": "a"}', 422, "sent with content-type application/json"),
+    ({"texts": ["fine", "  "]}, 422, "texts[1] is empty; every input needs some text"),
+    ({"tokens": [["a"], []]}, 422, "tokens[1] is empty"),
+    ({"texts": ["a", "b"], "text_pairs": ["c"]}, 422, "text_pairs has 1 items but texts has 2; give one pair per text"),
+    ({"texts": ["a"], "text_pair": "b"}, 422, "'text_pair' goes with 'text'"),
+    ({"text": "a", "text_pairs": ["b"]}, 422, "'text_pairs' goes with 'texts'"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD, ids=[m[:30] for _, _, m in BAD])
+def test_bad_requests_get_a_4xx_with_a_message(client: httpx.Client, body: Any, status: int, message: str) -> None:
+    if isinstance(body, bytes):
+        json_type = body.startswith(b'{"texts"')  # the other raw body goes without a content type
+        r = client.post("/predict", content=body, headers={"content-type": "application/json"} if json_type else {})
+    else:
+        r = client.post("/predict", json=body)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"], r.json()
+    assert client.get("/health").json()["status"] == "ok"  # the server is unharmed
+
+
+# ---- concurrency and shutdown --------------------------------------------------------------
+def test_200_concurrent_requests_are_batched_and_all_answered(
+    server: LiveServer, client: httpx.Client, reference: Any
+) -> None:
+    expected = {t: p for t, p in zip(TEXTS, reference.predict(TEXTS), strict=True)}
+    before = client.get("/health").json()["stats"]
+    bodies = [{"texts": [TEXTS[(i + k) % len(TEXTS)] for k in range(1 + i % 3)]} for i in range(200)]
+
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as ac:
+            return await asyncio.gather(*(ac.post("/predict", json=b) for b in bodies))
+
+    started = time.monotonic()
+    responses = asyncio.run(fire())
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, f"200 requests took {elapsed:.1f} s"
+    assert [r.status_code for r in responses] == [200] * 200
+    for body, r in zip(bodies, responses, strict=True):
+        assert same(r.json()["predictions"], [expected[t] for t in body["texts"]])
+
+    after = client.get("/health").json()["stats"]
+    assert after["requests"] - before["requests"] == 200
+    assert after["completed"] - before["completed"] == 200
+    assert after["texts"] - before["texts"] == sum(len(b["texts"]) for b in bodies)  # none lost
+    assert after["multi_request_batches"] > before["multi_request_batches"]
+    assert after["largest_batch_requests"] > 1
+    assert after["batches"] - before["batches"] < 200  # fewer model calls than requests
+    assert after["largest_batch_texts"] <= 64
+
+
+class SlowPredictor:
+    """A real Predictor whose model calls take at least 0.3 s, so requests pile up."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def predict_examples(self, examples: list[Example], names: list[str]) -> list[dict[str, Any]]:
+        time.sleep(0.3)
+        return self.inner.predict_examples(examples, names)
+
+
+def test_shutdown_answers_every_queued_request_first(run_dir: Path, reference: Any) -> None:
+    app = create_app(SlowPredictor(polytask.load(str(run_dir), device="cpu")), Limits(max_batch_size=2))
+    batcher = app.state.batcher
+    results: dict[int, httpx.Response | Exception] = {}
+
+    def ask(i: int, url: str) -> None:
+        try:
+            results[i] = httpx.post(f"{url}/predict", json={"text": TEXTS[i], "tasks": "sent"}, timeout=60)
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+            results[i] = exc
+
+    live = LiveServer(app).__enter__()
+    threads = [threading.Thread(target=ask, args=(i, live.url)) for i in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while batcher.stats.requests < 8:
+        assert time.monotonic() < deadline, "requests never reached the queue"
+        time.sleep(0.01)
+    assert batcher.stats.completed < 8  # 4 batches of 2 at >= 0.3 s: most are still queued
+    live.stop()  # SIGTERM's path: stop accepting, wait for open requests, drain, exit
+    for t in threads:
+        t.join(30)
+    expected = reference.predict(TEXTS[:8], "sent")
+    assert sorted(results) == list(range(8))
+    for i in range(8):
+        r = results[i]
+        assert isinstance(r, httpx.Response) and r.status_code == 200, r
+        assert same(r.json()["predictions"], [expected[i]])
+    assert batcher.closing and batcher.queued_texts == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{live.url}/health", timeout=5)
+
+
+def test_cli_serves_until_sigterm(run_dir: Path) -> None:
+    """`polytask serve` in this process's main thread (where uvicorn installs its signal
+    handlers); a helper thread asks a question, then sends the process SIGTERM."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    seen: dict[str, Any] = {"signals": []}
+
+    def client_then_sigterm() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    seen["answer"] = httpx.post(f"{url}/predict", json={"text": "a lovely film", "tasks": "sent"},
+                                                timeout=30)
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # uvicorn re-raises the signal after shutting down (so a service manager sees how the
+    # process ended); catch it here instead of letting it end pytest
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: seen["signals"].append(sig))
+    helper = threading.Thread(target=client_then_sigterm, daemon=True)
+    try:
+        helper.start()
+        result = CliRunner().invoke(cli_app, ["serve", str(run_dir), "--port", str(port), "--threads", "1",
+                                              "--max-texts", "5", "--log-level", "warning"])
+        helper.join(30)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 0, result.output
+    assert f"serving {run_dir} on http://127.0.0.1:{port}" in result.output
+    assert seen["answer"].status_code == 200
+    assert seen["answer"].json()["predictions"][0]["label"] in ("pos", "neg")
+    assert seen["signals"] == [signal.SIGTERM]  # handled by uvicorn first, then passed on
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/health", timeout=5)
+
+
+# ---- the batcher on its own --------------------------------------------------------------------
+class FakePredictor:
+    """Echoes inputs; tasks a and b are sequence-level, c token-level; records each call."""
+
+    def __init__(self, delay: float = 0.0):
+        self.tasks = {"a": SimpleNamespace(token_level=False), "b": SimpleNamespace(token_level=False),
+                      "c": SimpleNamespace(token_level=True)}
+        self.calls: list[tuple[list[Any], list[str]]] = []
+        self.delay = delay
+
+    def task_names(self, task: str | list[str] | None) -> list[str]:
+        return list(self.tasks) if task is None else [task] if isinstance(task, str) else task
+
+    def predict_examples(self, examples: list[Example], names: list[str]) -> list[dict[str, Any]]:
+        time.sleep(self.delay)
+        if any(e.text == "boom" for e in examples):
+            raise ValueError("boom")
+        if any(e.text == "bad" for e in examples):
+            raise DataError("input 'bad' cannot be tokenised")
+        self.calls.append(([e.text for e in examples], list(names)))
+        return [{n: {"echo": e.text, "task": n} for n in names} for e in examples]
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_batcher_groups_requests_and_slices_each_its_tasks() -> None:
+    fake = FakePredictor(delay=0.05)
+    batcher = MicroBatcher(fake, Limits(max_batch_size=4, max_wait_ms=50))
+    jobs = [(["x0"], ["a"], True), (["x1", "x2"], ["b", "a"], False), (["x3"], ["c"], False),
+            (["x4"], ["a"], True), (["x5", "x6"], ["a"], True), (["x7"], ["c", "a"], False),
+            (["x8", "x9"], ["a"], True)]
+
+    async def main() -> list[Any]:
+        await batcher.start()
+        fake.calls.clear()  # drop the warm-up call
+        out = await asyncio.gather(*(batcher.submit([Example(text=t) for t in texts], names, single)
+                                     for texts, names, single in jobs))
+        await batcher.close()
+        return out
+
+    out = _run(main())
+    assert out[0] == [{"echo": "x0", "task": "a"}]
+    assert out[1] == [{"b": {"echo": "x1", "task": "b"}, "a": {"echo": "x1", "task": "a"}},
+                      {"b": {"echo": "x2", "task": "b"}, "a": {"echo": "x2", "task": "a"}}]
+    assert list(out[1][0]) == ["b", "a"]
+    assert out[2] == [{"c": {"echo": "x3", "task": "c"}}]
+    assert out[4] == [{"echo": "x5", "task": "a"}, {"echo": "x6", "task": "a"}]
+    assert out[5] == [{"c": {"echo": "x7", "task": "c"}, "a": {"echo": "x7", "task": "a"}}]
+    assert out[6] == [{"echo": "x8", "task": "a"}, {"echo": "x9", "task": "a"}]
+    # batches of at most 4 inputs in arrival order; x8-x9 would overflow the second, so they wait
+    assert fake.calls == [
+        (["x0", "x1", "x2"], ["a", "b"]),  # sequence tasks: the union, in the run's order
+        (["x3"], ["c"]),  # the token task runs only on the input that asked for it
+        (["x4", "x5", "x6", "x7"], ["a"]),
+        (["x7"], ["c"]),
+        (["x8", "x9"], ["a"]),
+    ]
+    assert batcher.stats.batches == 3 and batcher.stats.largest_batch_texts == 4
+    assert batcher.stats.multi_request_batches == 2 and batcher.stats.texts == 10
+
+
+def test_batcher_isolates_a_failing_request_and_bounds_its_queue() -> None:
+    fake = FakePredictor(delay=0.05)
+    batcher = MicroBatcher(fake, Limits(max_batch_size=8, max_wait_ms=50, max_queue=3))
+
+    async def main() -> list[Any]:
+        await batcher.start()
+        subs = [batcher.submit([Example(text=t)], ["a"], True) for t in ("ok1", "boom", "ok2")]
+        out = await asyncio.gather(*subs, return_exceptions=True)
+        # the queue holds 3 inputs: while a 3-input request waits, a fourth is refused
+        held = asyncio.ensure_future(batcher.submit([Example(text=t) for t in "xyz"], ["a"], False))
+        await asyncio.sleep(0)
+        with pytest.raises(RequestError, match=r"the server is busy: 3 inputs are queued and the limit is 3 \(server option --max-queue\)"):
+            await batcher.submit([Example(text="w")], ["a"], True)
+        await held
+        await batcher.close()
+        with pytest.raises(RequestError, match="the server is shutting down"):
+            await batcher.submit([Example(text="late")], ["a"], True)
+        return out
+
+    out = _run(main())
+    assert out[0] == [{"echo": "ok1", "task": "a"}] and out[2] == [{"echo": "ok2", "task": "a"}]
+    assert isinstance(out[1], ValueError)
+    assert batcher.stats.failed_batches == 2  # the shared batch, then the culprit alone
+    assert batcher.queued_texts == 0
+
+
+def test_model_failures_answer_only_the_culprit() -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(FakePredictor(), Limits()), raise_server_exceptions=False) as c:
+        r = c.post("/predict", json={"text": "bad"})
+        assert r.status_code == 422 and r.json() == {"detail": "input 'bad' cannot be tokenised"}
+        r = c.post("/predict", json={"text": "boom"})
+        assert r.status_code == 500 and r.json() == {"detail": "internal error: ValueError: boom"}
+        r = c.post("/predict", json={"text": "fine", "tasks": "a"})
+        assert r.status_code == 200 and r.json() == {"predictions": [{"echo": "fine", "task": "a"}]}
+
+
+# ---- configuration and install errors -------------------------------------------------------
+def test_limits_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"max_batch_size \(--max-batch-size\) must be a whole number of at least 1; got 0"):
+        Limits(max_batch_size=0)
+    with pytest.raises(ConfigError, match=r"max_wait_ms \(--max-wait-ms\) must be 0 or more; got -1"):
+        Limits(max_wait_ms=-1)
+
+
+def test_cli_errors_exit_2_with_a_message(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["serve", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "no such run directory" in result.output
+    result = runner.invoke(cli_app, ["serve", str(tmp_path), "--max-texts", "0"])
+    assert result.exit_code == 2 and "max_texts (--max-texts) must be a whole number of at least 1" in result.output
+    result = runner.invoke(cli_app, ["serve", str(tmp_path)])
+    assert result.exit_code == 2 and "no checkpoint found" in result.output
+
+
+def test_missing_serve_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    with pytest.raises(PolytaskError, match=r"serving needs FastAPI and uvicorn .*pip install 'polytask\[serve\]'"):
+        require_serving()
+    with pytest.raises(PolytaskError, match=r"pip install 'polytask\[serve\]'"):
+        create_app(FakePredictor())
+    result = CliRunner().invoke(cli_app, ["serve", "anywhere"])
+    assert result.exit_code == 2 and "pip install 'polytask[serve]'" in result.output
