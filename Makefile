@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 test: $(STAMP)
+	bash tests/setup_browser.sh
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
