@@ -107,12 +107,16 @@ def export_hf_cmd(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     out_dir: Annotated[Path, typer.Argument(help="Folder for the transformers model.")],
     checkpoint: str = "best",
+    base_encoder: Annotated[
+        str | None, typer.Option(help="For a lora run whose base model moved: where the base encoder is now.")
+    ] = None,
 ) -> None:
-    """Write the fine-tuned encoder as a transformers folder (AutoModel.from_pretrained loads it)."""
+    """Write the fine-tuned encoder as a transformers folder (AutoModel.from_pretrained loads it);
+    a lora run's adapters are merged into its base model."""
     from polytask.export.hf import export_hf
 
     try:
-        path = export_hf(run, out_dir, checkpoint)
+        path = export_hf(run, out_dir, checkpoint, base_encoder=base_encoder)
     except PolytaskError as exc:
         _fail(exc)
         return
@@ -121,16 +125,22 @@ def export_hf_cmd(
 
 @app.command()
 def demo(
-    output_dir: Annotated[Path, typer.Option(help="Where the demo run goes.")] = Path("runs/demo"),
+    output_dir: Annotated[Path, typer.Option(help="The study folder (finished runs in it are kept).")] = Path("studies/demo"),
     set_: SetOpt = None,
 ) -> None:
-    """Fine-tune the packaged MiniLM on BBC News topics (offline; needs polytask[demo])."""
+    """A small transfer study on BBC News topics: scratch, GloVe and MiniLM encoders, a source task
+    and multi-task training, with a report (offline, about 10 minutes on 2 CPU cores; needs
+    polytask[demo])."""
     from polytask.demo import run_demo
 
     try:
-        run_demo(output_dir, set_ or [], console)
+        result = run_demo(output_dir, set_ or [], console)
     except PolytaskError as exc:
         _fail(exc)
+        return
+    if result.run.interrupted:
+        err_console.print("interrupted: run the same command again to continue")
+        raise typer.Exit(code=130)
 
 
 def _register_commands() -> None:

@@ -47,3 +47,7 @@ class DataError(PolytaskError):
 
 class CheckpointError(PolytaskError):
     """A run directory or checkpoint that cannot be loaded."""
+
+
+class ExportError(PolytaskError):
+    """An export that failed or whose result does not match the PyTorch model."""

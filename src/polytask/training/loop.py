@@ -105,6 +105,8 @@ def train(
 
     # 1. Everything that can fail on bad input happens before the model loads.
     strategies = build_strategies(cfg.transfer)
+    for member in strategies.members:
+        type(member).check_config(cfg)
     states = ckpt.load_meta(resume_from)["tasks"] if resume_from else None
     data = prepare_tasks(cfg, states)
     tasks = {name: td.task for name, td in data.items()}
@@ -539,11 +541,22 @@ def _starting_encoder(cfg: ExperimentConfig, data: dict[str, TaskData] | None = 
     weights and tokenizer, or the pretrained ``encoder.name_or_path`` (a word encoder builds its
     vocabulary from the training texts of ``data``). Returns (encoder, report)."""
     from polytask.multitask.model import PolytaskModel
-    from polytask.transfer.init_from_run import load_matching, source_checkpoint
+    from polytask.transfer.init_from_run import InitReport, load_matching, source_checkpoint
+    from polytask.transfer.lora import uses_lora
 
     if not cfg.transfer.init_from:
         return build_encoder(cfg.encoder, texts=_vocab_texts(data)), None
     src = source_checkpoint(cfg.transfer.init_from, cfg.encoder.type)
+    if uses_lora(parse_config(ckpt.load_meta(src)["config"])):
+        # An adapters-only source holds no base weights: its trained encoder is the base model
+        # with the adapters merged in, all of it carried over.
+        from polytask.export.save_load import load_run
+
+        source_model = load_run(src).model
+        report = InitReport(source=cfg.transfer.init_from)
+        report.loaded = [k for k in source_model.state_dict() if k.startswith("encoder.")]
+        report.skipped = [k for k in source_model.state_dict() if not k.startswith("encoder.")]
+        return source_model.encoder, report
     encoder = _encoder_class(cfg).from_files(src / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
     # Matching runs on a model without heads: the report's "new" lists only encoder tensors.
     report = load_matching(PolytaskModel(encoder, {}), src, cfg.transfer.init_from)

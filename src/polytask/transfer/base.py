@@ -37,6 +37,11 @@ class Strategy:
     def __init__(self, options: Any = None):
         self.options = options
 
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Refuse, from the whole experiment config, what this strategy cannot do (called
+        before any data or model loads). Raises ConfigError; accepts everything by default."""
+
     def prepare(
         self,
         model: nn.Module,
