@@ -7,20 +7,30 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from polytask.serving.predictor import Predictor
+    from polytask.serving.predictor import BasePredictor
 
 
-def load(run_dir: str, checkpoint: str = "best", device: str | None = None) -> Predictor:
-    """Load a finished run for prediction: ``polytask.load("runs/x").predict(["text"])``.
+def load(
+    run_dir: str,
+    checkpoint: str = "best",
+    device: str | None = None,
+    backend: str = "auto",
+    num_threads: int | None = None,
+) -> BasePredictor:
+    """Load a finished run (or an ONNX export of one) for prediction:
+    ``polytask.load("runs/x").predict(["text"])``.
 
     Args:
-        run_dir: a run directory (or a checkpoint folder inside one).
+        run_dir: a run directory, a checkpoint folder inside one, or a ``polytask export onnx`` folder.
         checkpoint: ``best`` (falls back to ``last``) or ``last``.
         device: ``cpu``, ``cuda``...; the GPU when one is present otherwise.
+        backend: ``torch``, ``onnx`` (ONNX Runtime, from the ``onnx`` extra), or ``auto`` (``onnx``
+            for an export folder, ``torch`` otherwise).
+        num_threads: CPU threads for inference; None keeps the library default.
     """
-    from polytask.serving.predictor import Predictor
+    from polytask.serving.predictor import load_predictor
 
-    return Predictor.from_run(run_dir, checkpoint=checkpoint, device=device)
+    return load_predictor(run_dir, checkpoint=checkpoint, device=device, backend=backend, num_threads=num_threads)
 
 
 def train(config, output_dir: str | None = None, resume: bool = False, overwrite: bool = False):  # noqa: ANN001, ANN201

@@ -1,39 +1,66 @@
-"""Prediction from a saved run: batched, length-sorted, every task from one encoder pass."""
+"""Prediction from a saved run: batched, length-sorted, every task from one encoder pass.
+
+Where inference time goes on a CPU, and what this module does about it:
+
+- tokenising: the whole input list goes through the fast (Rust) tokenizer in one call;
+- padding: inputs are sorted by token count and batched in that order, so each batch is padded
+  only to its own longest input (real sentences are far shorter than ``max_length``), then the
+  outputs are put back in input order;
+- autograd: forward passes run under ``torch.inference_mode()``;
+- multi-task: the sequence-level tasks of a run share one encoder pass per batch (token-level
+  tasks take word lists, so they get their own pass).
+
+``BasePredictor`` holds all of that; a backend only says how to turn a padded batch into logits
+(``Predictor``: PyTorch; ``polytask.serving.onnx_backend.OnnxPredictor``: ONNX Runtime).
+Dimension letters: B batch, T tokens, C classes.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from polytask.data.example import Example
-from polytask.errors import DataError
-from polytask.evaluation.evaluate import predict_features
+from polytask.errors import ConfigError, DataError
 from polytask.export.save_load import LoadedRun, load_run
+from polytask.tasks import (
+    ClassificationTask,
+    MultilabelTask,
+    RegressionTask,
+    TokenClassificationTask,
+)
+from polytask.tasks.base import Features, Task
+
+# ``encode`` functions that, for an unlabelled example, are exactly one tokenizer call: inputs of
+# tasks using them are tokenised in one batched call. Any other encode (an override, a third-party
+# task) is called example by example.
+PLAIN_SEQUENCE_ENCODE = frozenset({ClassificationTask.encode, MultilabelTask.encode, RegressionTask.encode})
+PLAIN_TOKEN_ENCODE = frozenset({TokenClassificationTask.encode})
+
+BACKENDS = ("auto", "torch", "onnx")
 
 
-class Predictor:
-    """A loaded run that answers texts.
+class BasePredictor(ABC):
+    """Inputs to predictions, whatever runs the model.
 
     Args:
-        run: the loaded model, tasks and config.
-        device: where to run (the GPU when present, by default).
-        batch_size: examples per forward pass.
+        tasks: the run's tasks by name (their label sets loaded).
+        tokenizer: the encoder's fast tokenizer.
+        batch_size: inputs per forward pass (the public ``batch_size`` attribute).
     """
 
-    def __init__(self, run: LoadedRun, device: str | None = None, batch_size: int = 64):
-        self.run = run
-        self.tasks = run.tasks
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = run.model.to(self.device).eval()
-        self.tokenizer = run.model.encoder.tokenizer
-        self.pad_id = self.tokenizer.pad_token_id or 0
+    def __init__(self, tasks: dict[str, Task], tokenizer: Any, batch_size: int = 64):
+        self.tasks = tasks
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id or 0
         self.batch_size = batch_size
 
-    @classmethod
-    def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str | None = None) -> Predictor:
-        return cls(load_run(run_dir, checkpoint), device=device)
+    @abstractmethod
+    def _logits(self, batch: dict[str, Any], names: list[str]) -> dict[str, torch.Tensor]:
+        """Logits of each task in ``names`` for one padded batch (one encoder pass)."""
 
     @property
     def labels(self) -> dict[str, list[str] | None]:
@@ -51,8 +78,8 @@ class Predictor:
                 classification (a plain string is split on whitespace there).
             task: one task, several, or None for every task of the run.
         Returns:
-            one dict per input; a single-task run returns that task's prediction dict (e.g.
-            ``{"label": "pos", "probs": {...}}``), a multi-task run ``{task: prediction}``.
+            one dict per input, in input order; a single-task run returns that task's prediction
+            dict (e.g. ``{"label": "pos", "probs": {...}}``), a multi-task run ``{task: prediction}``.
         """
         names = self.task_names(task)
         examples = [self._example(t, i) for i, t in enumerate(texts)]
@@ -62,19 +89,22 @@ class Predictor:
         return out
 
     def predict_examples(self, examples: list[Example], names: list[str]) -> list[dict[str, Any]]:
-        """Predictions per example as ``{task: prediction}``; token and sequence tasks are
-        encoded separately (their inputs differ), sequence tasks share one encoder pass."""
+        """Predictions per example as ``{task: prediction}``, in input order.
+
+        Tasks are grouped by what they read (words or text) and their ``max_length``; each
+        group is tokenised once and answered with one encoder pass per batch.
+        """
         out: list[dict[str, Any]] = [{} for _ in examples]
-        groups: dict[bool, list[str]] = {}
+        if not examples:
+            return out
+        groups: dict[tuple[bool, int], list[str]] = {}
         for n in names:
-            groups.setdefault(self.tasks[n].token_level, []).append(n)
-        for token_level, group in groups.items():
-            first = self.tasks[group[0]]
+            t = self.tasks[n]
+            groups.setdefault((t.token_level, t.max_length), []).append(n)
+        for (token_level, _), group in groups.items():
             exs = [_as_words(e) if token_level else _as_text(e) for e in examples]
-            feats = [first.encode(_unlabelled(e), self.tokenizer) for e in exs]
-            preds, _ = predict_features(
-                self.model, {n: self.tasks[n] for n in group}, feats, self.pad_id, self.batch_size, self.device
-            )
+            feats = self._features(self.tasks[group[0]], exs)
+            preds = self._predict_features(group, feats)
             for n in group:
                 for row, p in zip(out, preds[n], strict=True):
                     row[n] = p
@@ -87,6 +117,46 @@ class Predictor:
         if unknown:
             raise DataError(f"unknown task {unknown[0]!r}; this run has: {', '.join(self.tasks)}")
         return names
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _features(self, task: Task, examples: list[Example]) -> list[Features]:
+        """Encoder inputs of ``examples`` as ``task`` reads them, tokenised in one call if possible."""
+        encode = type(task).encode
+        if encode in PLAIN_SEQUENCE_ENCODE:
+            pairs = [e.text_pair for e in examples]
+            if all(p is None for p in pairs) or all(p is not None for p in pairs):
+                enc = self.tokenizer(
+                    [e.text for e in examples],
+                    None if pairs[0] is None else pairs,
+                    truncation=True,
+                    max_length=task.max_length,
+                )
+                keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+                return [{k: enc[k][i] for k in keys} for i in range(len(examples))]
+        elif encode in PLAIN_TOKEN_ENCODE:
+            words = [list(e.text) for e in examples]
+            enc = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=task.max_length)
+            keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+            return [
+                {**{k: enc[k][i] for k in keys}, "word_ids": enc.word_ids(i), "n_words": len(words[i])}
+                for i in range(len(examples))
+            ]
+        return [task.encode(_unlabelled(e), self.tokenizer) for e in examples]
+
+    def _predict_features(self, names: list[str], features: list[Features]) -> dict[str, list[dict[str, Any]]]:
+        """Length-sorted batches (longest first), one forward pass each, outputs in input order."""
+        order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
+        collate = self.tasks[names[0]].collate
+        out: dict[str, list[Any]] = {n: [None] * len(features) for n in names}
+        size = max(1, int(self.batch_size))
+        for start in range(0, len(order), size):
+            idx = order[start : start + size]
+            batch = collate([features[i] for i in idx], self.pad_id)
+            logits = self._logits(batch, names)
+            for n in names:
+                for i, pred in zip(idx, self.tasks[n].decode(logits[n], batch), strict=True):
+                    out[n][i] = pred
+        return out
 
     @staticmethod
     def _example(item: Any, i: int) -> Example:
@@ -101,6 +171,89 @@ class Predictor:
         if not isinstance(item, str):
             raise DataError(f"inputs must be strings, (text, pair) tuples or word lists; got {type(item).__name__}")
         return Example(text=item)
+
+
+class Predictor(BasePredictor):
+    """A loaded run that answers texts with PyTorch.
+
+    Args:
+        run: the loaded model, tasks and config.
+        device: where to run (the GPU when present, by default).
+        batch_size: examples per forward pass.
+        num_threads: ``torch.set_num_threads`` for this process (None leaves torch's default;
+            the setting is process-wide, as in torch).
+    """
+
+    def __init__(
+        self, run: LoadedRun, device: str | None = None, batch_size: int = 64, num_threads: int | None = None
+    ):
+        super().__init__(run.tasks, run.model.encoder.tokenizer, batch_size)
+        self.run = run
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = run.model.to(self.device).eval()
+        if num_threads is not None:
+            if num_threads < 1:
+                raise ConfigError(f"num_threads must be 1 or more, got {num_threads}", field="num_threads")
+            torch.set_num_threads(num_threads)
+
+    @classmethod
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        checkpoint: str = "best",
+        device: str | None = None,
+        batch_size: int = 64,
+        num_threads: int | None = None,
+    ) -> BasePredictor:
+        """The PyTorch predictor of a run, or the ONNX one when ``run_dir`` is an ONNX export."""
+        from polytask.serving.onnx_backend import is_onnx_export
+
+        if is_onnx_export(run_dir):
+            return load_predictor(run_dir, checkpoint, device, "onnx", batch_size, num_threads)
+        return cls(load_run(run_dir, checkpoint), device=device, batch_size=batch_size, num_threads=num_threads)
+
+    def _logits(self, batch: dict[str, Any], names: list[str]) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            moved = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            return self.model.forward_all(moved, names)  # {task: (B, C) or (B, T, C)}
+
+
+def load_predictor(
+    path: str | Path,
+    checkpoint: str = "best",
+    device: str | None = None,
+    backend: str = "auto",
+    batch_size: int = 64,
+    num_threads: int | None = None,
+) -> BasePredictor:
+    """A predictor for a run directory or an ONNX export folder.
+
+    Args:
+        path: a run directory, a checkpoint folder, or a folder written by ``export_onnx``.
+        checkpoint: ``best`` (falls back to ``last``) or ``last``, for run directories.
+        device: ``cpu``, ``cuda``...; the GPU when one is present otherwise.
+        backend: ``torch``; ``onnx`` (ONNX Runtime; a run directory is exported once into
+            ``<run>/onnx-<checkpoint>`` and reused); ``auto``: ``onnx`` for an ONNX export folder,
+            ``torch`` otherwise.
+        batch_size: inputs per forward pass.
+        num_threads: CPU threads (torch's ``set_num_threads``, or ONNX Runtime's intra-op threads);
+            None keeps the library default.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}", field="backend")
+    from polytask.serving.onnx_backend import OnnxPredictor, is_onnx_export
+
+    if backend == "auto":
+        backend = "onnx" if is_onnx_export(path) else "torch"
+    if backend == "torch":
+        if is_onnx_export(path):
+            raise ConfigError(
+                f"{path} is an ONNX export; load it with backend='onnx' (or 'auto'), or give the "
+                "run directory it was exported from for the torch backend",
+                field="backend",
+            )
+        return Predictor(load_run(path, checkpoint), device=device, batch_size=batch_size, num_threads=num_threads)
+    return OnnxPredictor.from_path(path, checkpoint, device=device, batch_size=batch_size, num_threads=num_threads)
 
 
 def _as_words(e: Example) -> Example:
