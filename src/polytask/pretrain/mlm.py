@@ -1,0 +1,341 @@
+"""Domain-adaptive pretraining: continue masked-LM training of an encoder on unlabelled text.
+
+Gururangan et al. 2020, "Don't Stop Pretraining: Adapt Language Models to Domains and Tasks",
+ACL, https://arxiv.org/abs/2004.10964: a second phase of the original masked-LM objective on
+in-domain text (DAPT) or on the task's own unlabelled text (TAPT) helps later fine-tuning. The
+objective is BERT's (Devlin et al. 2019, https://arxiv.org/abs/1810.04805): 15% of the tokens are
+predicted, of which 80% are replaced by ``[MASK]``, 10% by a random token and 10% left as they are.
+
+The result, ``output_dir/model``, is a standard transformers folder (config, safetensors weights,
+tokenizer; the masked-LM head is kept so pretraining can continue from it) and a source like any
+other: ``encoder.name_or_path: runs/dapt/model``. Perplexity (exp of the mean loss over masked
+tokens) is measured on a held-out slice of the texts before and after, with the same masks both
+times, and written to ``output_dir/pretrain.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import set_seed
+from torch import nn
+
+from polytask.data.batching import bucket_batches
+from polytask.errors import ConfigError, DataError
+from polytask.evaluation.evaluate import move
+from polytask.pretrain.config import PretrainConfig, load_pretrain_config, parse_pretrain_config
+from polytask.pretrain.corpus import read_corpus
+from polytask.training.checkpoint import write_json
+from polytask.training.logging import MetricsLogger, Progress
+
+MODEL_DIR = "model"
+RESULT_FILE = "pretrain.json"
+
+
+@dataclass
+class PretrainResult:
+    """What a pretraining run did (also written to ``output_dir/pretrain.json``).
+
+    Args:
+        perplexity_before: held-out masked-LM perplexity of the starting encoder.
+        perplexity_after: the same, with the same masks, after pretraining.
+        notes: log lines (e.g. that the masked-LM head was newly initialised).
+    """
+
+    output_dir: Path
+    model_dir: Path
+    perplexity_before: float | None
+    perplexity_after: float | None
+    steps: int
+    train_texts: int
+    eval_texts: int
+    train_sequences: int
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, overwrite: bool = False,
+                 overrides: list[str] | None = None) -> PretrainResult:
+    """Continue masked-LM pretraining of ``config.encoder`` on ``config.text``.
+
+    Args:
+        config: a PretrainConfig, a mapping of its fields, or the path of a YAML file.
+        overwrite: replace an existing ``output_dir/model``.
+        overrides: ``key=value`` overrides, when ``config`` is a YAML path.
+
+    Raises:
+        ConfigError: a bad config, an encoder that is not a transformers masked-LM folder, or an
+            existing output without ``overwrite``.
+        DataError: a missing or empty corpus.
+    """
+    cfg = _as_config(config, overrides)
+    out = Path(cfg.output_dir)
+    model_dir = out / MODEL_DIR
+    if model_dir.exists() and not overwrite:
+        raise ConfigError(
+            f"{model_dir} already exists; pass overwrite=True (--overwrite) to replace it, or set "
+            "output_dir", field="output_dir",
+        )
+    texts = read_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
+    if len(texts) < 2:
+        raise DataError("the corpus holds one text; pretraining needs at least 2 (some are held out "
+                        "to measure perplexity)", path=cfg.text)
+
+    from polytask.training.loop import _accelerator
+
+    accelerator = _accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+    main = accelerator.is_main_process
+    set_seed(cfg.seed)
+    model, tokenizer, notes = load_masked_lm(cfg.encoder)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and cfg.max_length > limit:
+        raise ConfigError(f"max_length {cfg.max_length} is more than the encoder's {limit} positions; "
+                          f"set max_length <= {limit}", field="max_length")
+
+    train_texts, eval_texts = split_texts(texts, cfg.eval_fraction, cfg.seed)
+    train_seqs = to_sequences(train_texts, tokenizer, cfg.max_length)  # lists of token ids
+    eval_seqs = to_sequences(eval_texts, tokenizer, cfg.max_length)
+    collator = _collator(tokenizer, cfg.mlm_probability, cfg.seed)
+    # The held-out batches are masked once, so "before" and "after" score the very same tokens.
+    eval_collator = _collator(tokenizer, cfg.mlm_probability, cfg.seed + 1)
+    eval_batches = [
+        eval_collator([{"input_ids": eval_seqs[i]} for i in idx])
+        for idx in bucket_batches([len(s) for s in eval_seqs], cfg.eval_batch_size, shuffle=False)
+    ]
+    eval_batches = eval_batches[accelerator.process_index :: accelerator.num_processes]
+
+    lengths = [len(s) for s in train_seqs]
+    steps_per_epoch = max(1, len(bucket_batches(lengths, cfg.batch_size, True)) // accelerator.num_processes)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)  # a replaced result's log would mix in
+    logger = MetricsLogger(out, enabled=main)
+    progress = Progress(total_steps, enabled=main and cfg.progress)
+    notes.append(f"{len(train_texts)} texts ({len(train_seqs)} sequences of <= {cfg.max_length} tokens) "
+                 f"for training, {len(eval_texts)} held out")
+    for line in notes:
+        progress.note(line)
+
+    ppl_before = _perplexity(masked_lm_loss(model, eval_batches, accelerator))
+    progress.note(f"held-out perplexity before: {ppl_before:.2f}" if ppl_before else "held-out: no masked tokens")
+    logger.log("eval", 0, 0, {"perplexity": _nan(ppl_before)})
+
+    step, epoch, seen, shown = 0, 0, 0, float("nan")
+    window: list[torch.Tensor] = []
+    t0 = time.perf_counter()
+    model.train()
+    with progress:
+        while step < total_steps:
+            batches = bucket_batches(lengths, cfg.batch_size, True, seed=cfg.seed + epoch)
+            # Every process gets the same number of batches, so DDP's all-reduces pair up.
+            usable = len(batches) - len(batches) % accelerator.num_processes or len(batches)
+            for idx in batches[accelerator.process_index : usable : accelerator.num_processes]:
+                batch = move(collator([{"input_ids": train_seqs[i]} for i in idx]), accelerator.device)
+                with accelerator.autocast():
+                    loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 labels=batch["labels"]).loss
+                if not torch.isfinite(loss.detach()):
+                    # A batch of very short texts can draw no token to predict (loss 0/0): skip it.
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
+                accelerator.backward(loss)
+                if cfg.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                seen += len(idx) * accelerator.num_processes
+                window.append(loss.detach())
+                speed = seen / max(time.perf_counter() - t0, 1e-9)
+                if step % cfg.log_every == 0 or step == total_steps:
+                    shown = float(torch.stack(window).float().mean())
+                    window = []
+                    logger.log("train", step, epoch, {"loss": shown, "lr": scheduler.get_last_lr()[0],
+                                                       "examples_per_second": speed})
+                progress.update(step, loss=shown, speed=speed, epoch=epoch + 1)
+                if step >= total_steps:
+                    break
+            epoch += 1
+    seconds = time.perf_counter() - t0
+
+    ppl_after = _perplexity(masked_lm_loss(model, eval_batches, accelerator))
+    logger.log("eval", step, epoch, {"perplexity": _nan(ppl_after)})
+    logger.close()
+    if ppl_after is not None:
+        progress.note(f"held-out perplexity after {step} steps: {ppl_after:.2f}")
+    result = PretrainResult(
+        output_dir=out, model_dir=model_dir, perplexity_before=ppl_before, perplexity_after=ppl_after,
+        steps=step, train_texts=len(train_texts), eval_texts=len(eval_texts), train_sequences=len(train_seqs),
+        seconds=seconds, examples_per_second=seen / max(seconds, 1e-9), notes=notes,
+    )
+    accelerator.wait_for_everyone()
+    if main:
+        save_model_atomically(accelerator.unwrap_model(model), tokenizer, model_dir)
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+        write_json(out / RESULT_FILE, {**summary, "config": cfg.model_dump(mode="json")})
+    accelerator.wait_for_everyone()
+    return result
+
+
+def load_masked_lm(encoder: str) -> tuple[nn.Module, Any, list[str]]:
+    """A transformers masked-LM model and its fast tokenizer, plus notes on what was new.
+
+    Args:
+        encoder: ``default``, a local transformers folder, or a hub id.
+
+    Raises:
+        ConfigError: the folder is missing, is not a transformers model folder (a polytask run,
+            a file), or its architecture has no masked-LM form.
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from polytask.encoders.transformer import DEFAULT, _quiet_transformers, resolve_source
+
+    source = resolve_source(encoder)
+    how = ("give a transformers model folder (config.json, weights, tokenizer), 'default' for the "
+           "packaged all-MiniLM-L6-v2, or a hub id (needs a network)")
+    path = Path(source)
+    if encoder == DEFAULT or os.path.isabs(source) or source.startswith(".") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"encoder folder not found: {source}; {how}", field="encoder")
+        if not path.is_dir():
+            raise ConfigError(f"encoder {source} is a file, not a folder; {how}", field="encoder")
+        if not (path / "config.json").is_file():
+            if (path / "checkpoints").is_dir() or (path / "results.json").is_file():
+                raise ConfigError(
+                    f"{source} is a polytask run, not a transformers folder: export its encoder with "
+                    f"'polytask export-hf {source} OUT' and pretrain from OUT", field="encoder",
+                )
+            raise ConfigError(f"{source} has no config.json, so it is not a transformers model folder; {how}",
+                              field="encoder")
+    _quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
+        model, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
+    except ValueError as exc:  # an architecture without a masked-LM class (GPT-2, T5, ...)
+        raise ConfigError(
+            f"cannot load {source} as a masked language model ({str(exc).splitlines()[0]}); pretrain "
+            "needs a BERT-style encoder (BERT, RoBERTa, DistilBERT, MiniLM, ...)", field="encoder",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot load encoder {encoder!r}: {str(exc).splitlines()[0]}; {how}",
+                          field="encoder") from None
+    if tokenizer.mask_token is None:
+        raise ConfigError(f"the tokenizer of {source} has no mask token, so it cannot do masked-LM "
+                          "pretraining", field="encoder")
+    notes = []
+    prefix = getattr(model, "base_model_prefix", "")
+    missing = sorted(info.get("missing_keys", []))
+    head = [k for k in missing if not k.startswith(f"{prefix}.")]
+    body = [k for k in missing if k.startswith(f"{prefix}.")]
+    if head:
+        tied = _tied(model)
+        notes.append(
+            f"{source} ships no masked-LM head: {len(head)} head tensors ({head[0]}, ...) are newly "
+            "initialised" + (" (the output layer is tied to the word embeddings)" if tied else "")
+        )
+    if body:
+        notes.append(f"warning: {len(body)} encoder tensors are not in {source} and start random "
+                     f"({body[0]}, ...); check that the folder holds the weights you mean")
+    return model, tokenizer, notes
+
+
+def _tied(model: nn.Module) -> bool:
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    return out is not None and inp is not None and out.weight is inp.weight
+
+
+def split_texts(texts: list[str], eval_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """A seeded held-out slice (at least one text) and the rest, each in corpus order."""
+    n_eval = min(len(texts) - 1, max(1, round(len(texts) * eval_fraction)))
+    held = set(random.Random(seed).sample(range(len(texts)), n_eval))
+    return [t for i, t in enumerate(texts) if i not in held], [t for i, t in enumerate(texts) if i in held]
+
+
+def to_sequences(texts: list[str], tokenizer: Any, max_length: int) -> list[list[int]]:
+    """Token ids with special tokens; a text longer than ``max_length`` becomes several sequences."""
+    # A fast tokenizer returns the overflow of a long text as extra sequences, each with its own
+    # special tokens ([CLS] ... [SEP]).
+    enc = tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True)
+    return [list(ids) for ids in enc["input_ids"]]
+
+
+def masked_lm_loss(model: nn.Module, batches: list[dict[str, torch.Tensor]], accelerator: Any) -> float | None:
+    """Mean cross-entropy over every masked token of ``batches`` (all processes); None if none."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    count = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    with torch.no_grad():
+        for batch in batches:
+            batch = move(batch, accelerator.device)
+            with accelerator.autocast():
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+            labels = batch["labels"]  # (B, T), -100 where nothing is predicted
+            total += F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                                     reduction="sum").double()
+            count += (labels != -100).sum()
+    total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
+    model.train(was_training)
+    return float(total / count) if count > 0 else None
+
+
+def save_model_atomically(model: nn.Module, tokenizer: Any, model_dir: Path) -> None:
+    """Write the model folder beside its place, then rename it in (replacing an older one)."""
+    model_dir = Path(model_dir)
+    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
+    old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if model_dir.exists():
+        model_dir.rename(old)
+    tmp.rename(model_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _collator(tokenizer: Any, probability: float, seed: int) -> Any:
+    from transformers import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    # Biases and LayerNorm weights (1-d) get no weight decay, as in BERT's recipe.
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
+def _perplexity(loss: float | None) -> float | None:
+    return None if loss is None else float(math.exp(min(loss, 700.0)))
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _as_config(config: Any, overrides: list[str] | None) -> PretrainConfig:
+    if isinstance(config, PretrainConfig):
+        return config
+    if isinstance(config, dict):
+        return parse_pretrain_config(config)
+    return load_pretrain_config(config, overrides)
