@@ -146,3 +146,32 @@ def test_dwa_resume_mid_epoch_equals_uninterrupted(
     b = ckpt.load_model_state(tmp_path / "b/run/checkpoints/last")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_bad_task_data_is_refused_before_training(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    from polytask.errors import DataError
+
+    # An empty task among two: the error names the file, and nothing is written.
+    raw = two_tasks(tmp_path, tiny_encoder_dir, None)
+    empty = tmp_path / "empty.conll"
+    empty.write_text("")
+    raw["tasks"][1]["data"]["train"] = str(empty)
+    with pytest.raises(DataError, match=r"empty.conll: no examples in this train file"):
+        train(parse_config(raw))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+    # Two tasks under one name whose heads would need different label sets.
+    raw = two_tasks(tmp_path, tiny_encoder_dir, None)
+    raw["tasks"][1] = {**raw["tasks"][0], "labels": ["a", "b", "c"]}
+    with pytest.raises(ConfigError, match="task name 'sent' is used twice"):
+        train(parse_config(raw))
+
+    # A dev label the task's head does not have: named with its file and line.
+    raw = two_tasks(tmp_path, tiny_encoder_dir, None)
+    dev = Path(raw["tasks"][0]["data"]["dev"])
+    lines = dev.read_text().splitlines()
+    lines[2] = lines[2].replace('"label": "pos"', '"label": "neutral"').replace('"label": "neg"', '"label": "neutral"')
+    dev.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"dev.jsonl:3: .*neutral"):
+        train(parse_config(raw))
+    assert not (tmp_path / "run" / "checkpoints").exists()
