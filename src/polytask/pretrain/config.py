@@ -33,6 +33,14 @@ class PretrainConfig(Strict):
             ``[MASK]``, 10% a random token, 10% stay).
         eval_fraction: share of texts held out to measure perplexity before and after.
         limit: read at most this many texts (the first ones).
+        stream: read the corpus lazily through ``datasets`` (``load_dataset(..., streaming=True)``)
+            and tokenise it on the fly, for corpora too large for memory. Needs ``max_steps`` (a
+            stream has no known length); the held-out set is then the first ``eval_texts`` texts,
+            and ``eval_fraction`` and ``epochs`` are unused.
+        shuffle_buffer: with ``stream``, sequences are shuffled through a buffer of this many
+            (``IterableDataset.shuffle``); 0 keeps the corpus order.
+        eval_texts: with ``stream``, the first this many texts are held out for perplexity and
+            skipped for training.
     """
 
     encoder: str = "default"
@@ -57,6 +65,9 @@ class PretrainConfig(Strict):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     cpu: bool = False
     progress: bool = True
+    stream: bool = False
+    shuffle_buffer: int = Field(10000, ge=0)
+    eval_texts: int = Field(200, gt=0)
 
 
 def parse_pretrain_config(

@@ -11,6 +11,10 @@ tokenizer; the masked-LM head is kept so pretraining can continue from it) and a
 other: ``encoder.name_or_path: runs/dapt/model``. Perplexity (exp of the mean loss over masked
 tokens) is measured on a held-out slice of the texts before and after, with the same masks both
 times, and written to ``output_dir/pretrain.json``.
+
+With ``stream: true`` the corpus is never held in memory: it is read through ``datasets`` as an
+``IterableDataset``, the first ``eval_texts`` texts are held out, and the rest are tokenised as
+they are needed, shuffled through a buffer and batched by length within a window.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -33,12 +38,17 @@ from polytask.data.batching import bucket_batches
 from polytask.errors import ConfigError, DataError
 from polytask.evaluation.evaluate import move
 from polytask.pretrain.config import PretrainConfig, load_pretrain_config, parse_pretrain_config
-from polytask.pretrain.corpus import read_corpus
+from polytask.pretrain.corpus import corpus_errors, iter_texts, read_corpus, stream_corpus
 from polytask.training.checkpoint import write_json
 from polytask.training.logging import MetricsLogger, Progress
 
+if TYPE_CHECKING:
+    from datasets import IterableDataset
+
 MODEL_DIR = "model"
 RESULT_FILE = "pretrain.json"
+STREAM_TOKENIZE_BATCH = 256  # texts tokenised per call when streaming
+ONE_TEXT = "the corpus holds one text; pretraining needs at least 2 (some are held out to measure perplexity)"
 
 
 @dataclass
@@ -48,6 +58,9 @@ class PretrainResult:
     Args:
         perplexity_before: held-out masked-LM perplexity of the starting encoder.
         perplexity_after: the same, with the same masks, after pretraining.
+        train_texts: texts trained on; None when streamed (the stream's length is unknown).
+        train_sequences: sequences of the training texts; when streamed, the sequences trained on.
+        stream: whether the corpus was streamed (``stream: true``).
         notes: log lines (e.g. that the masked-LM head was newly initialised).
     """
 
@@ -56,11 +69,12 @@ class PretrainResult:
     perplexity_before: float | None
     perplexity_after: float | None
     steps: int
-    train_texts: int
+    train_texts: int | None
     eval_texts: int
     train_sequences: int
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    stream: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -79,6 +93,10 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         DataError: a missing or empty corpus.
     """
     cfg = _as_config(config, overrides)
+    if cfg.stream and cfg.max_steps is None:
+        raise ConfigError("stream: true needs max_steps: a streamed corpus has no known length, so "
+                          "epochs cannot be counted; set max_steps (e.g. --set max_steps=10000)",
+                          field="max_steps")
     out = Path(cfg.output_dir)
     model_dir = out / MODEL_DIR
     if model_dir.exists() and not overwrite:
@@ -86,10 +104,21 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
             f"{model_dir} already exists; pass overwrite=True (--overwrite) to replace it, or set "
             "output_dir", field="output_dir",
         )
-    texts = read_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
-    if len(texts) < 2:
-        raise DataError("the corpus holds one text; pretraining needs at least 2 (some are held out "
-                        "to measure perplexity)", path=cfg.text)
+    if cfg.stream:
+        stream = stream_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
+        # The first texts are the held-out set; training skips them (nothing else is read yet).
+        eval_texts = list(iter_texts(stream.take(cfg.eval_texts), cfg.text, cfg.encoding))
+        train_stream = stream.skip(len(eval_texts))
+        if next(iter_texts(train_stream.take(1), cfg.text, cfg.encoding), None) is None:
+            if len(eval_texts) < 2:
+                raise DataError(ONE_TEXT, path=cfg.text)
+            raise DataError(f"the corpus holds {len(eval_texts)} texts, all held out by eval_texts "
+                            f"({cfg.eval_texts}), so none is left to train on; lower eval_texts, or "
+                            "set stream: false for a small corpus", path=cfg.text)
+    else:
+        texts = read_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
+        if len(texts) < 2:
+            raise DataError(ONE_TEXT, path=cfg.text)
 
     from polytask.training.loop import _accelerator
 
@@ -102,8 +131,13 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         raise ConfigError(f"max_length {cfg.max_length} is more than the encoder's {limit} positions; "
                           f"set max_length <= {limit}", field="max_length")
 
-    train_texts, eval_texts = split_texts(texts, cfg.eval_fraction, cfg.seed)
-    train_seqs = to_sequences(train_texts, tokenizer, cfg.max_length)  # lists of token ids
+    if cfg.stream:
+        train_texts: list[str] | None = None
+        train_seqs: list[list[int]] | None = None
+        seq_stream = stream_sequences(train_stream, tokenizer, cfg.max_length, cfg.shuffle_buffer, cfg.seed)
+    else:
+        train_texts, eval_texts = split_texts(texts, cfg.eval_fraction, cfg.seed)
+        train_seqs = to_sequences(train_texts, tokenizer, cfg.max_length)  # lists of token ids
     eval_seqs = to_sequences(eval_texts, tokenizer, cfg.max_length)
     collator = _collator(tokenizer, cfg.mlm_probability, cfg.seed)
     # The held-out batches are masked once, so "before" and "after" score the very same tokens.
@@ -114,9 +148,33 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
     ]
     eval_batches = eval_batches[accelerator.process_index :: accelerator.num_processes]
 
-    lengths = [len(s) for s in train_seqs]
-    steps_per_epoch = max(1, len(bucket_batches(lengths, cfg.batch_size, True)) // accelerator.num_processes)
+    if train_seqs is not None:
+        lengths = [len(s) for s in train_seqs]
+        steps_per_epoch = max(1, len(bucket_batches(lengths, cfg.batch_size, True)) // accelerator.num_processes)
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+    def epoch_batches(epoch: int) -> Iterator[list[list[int]]]:
+        """This process's batches (lists of token-id sequences) of one pass over the corpus."""
+        if train_seqs is None:
+            seq_stream.set_epoch(epoch)  # a new shuffle order each pass
+            ids = (row["input_ids"] for row in seq_stream)
+            batches = stream_batches(guarded(ids), cfg.batch_size, cfg.seed + epoch)
+            # Every process reads the same stream and takes every n-th batch; all run total_steps.
+            for k, seqs in enumerate(batches):
+                if k % accelerator.num_processes == accelerator.process_index:
+                    yield seqs
+            return
+        batches = bucket_batches(lengths, cfg.batch_size, True, seed=cfg.seed + epoch)
+        # Every process gets the same number of batches, so DDP's all-reduces pair up.
+        usable = len(batches) - len(batches) % accelerator.num_processes or len(batches)
+        for idx in batches[accelerator.process_index : usable : accelerator.num_processes]:
+            yield [train_seqs[i] for i in idx]
+
+    def guarded(ids: Iterable[list[int]]) -> Iterator[list[int]]:
+        # Decoding and parse errors deep in a streamed file surface here, as DataErrors.
+        with corpus_errors(cfg.text, cfg.encoding):
+            yield from ids
+
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     from transformers import get_linear_schedule_with_warmup
 
@@ -128,8 +186,13 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         (out / "metrics.jsonl").unlink(missing_ok=True)  # a replaced result's log would mix in
     logger = MetricsLogger(out, enabled=main)
     progress = Progress(total_steps, enabled=main and cfg.progress)
-    notes.append(f"{len(train_texts)} texts ({len(train_seqs)} sequences of <= {cfg.max_length} tokens) "
-                 f"for training, {len(eval_texts)} held out")
+    if train_seqs is None:
+        notes.append(f"streaming {cfg.text}: the first {len(eval_texts)} texts held out, the rest tokenised "
+                     f"on the fly into sequences of <= {cfg.max_length} tokens (shuffle buffer "
+                     f"{cfg.shuffle_buffer}) for {total_steps} steps")
+    else:
+        notes.append(f"{len(train_texts)} texts ({len(train_seqs)} sequences of <= {cfg.max_length} tokens) "
+                     f"for training, {len(eval_texts)} held out")
     for line in notes:
         progress.note(line)
 
@@ -143,11 +206,10 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
     model.train()
     with progress:
         while step < total_steps:
-            batches = bucket_batches(lengths, cfg.batch_size, True, seed=cfg.seed + epoch)
-            # Every process gets the same number of batches, so DDP's all-reduces pair up.
-            usable = len(batches) - len(batches) % accelerator.num_processes or len(batches)
-            for idx in batches[accelerator.process_index : usable : accelerator.num_processes]:
-                batch = move(collator([{"input_ids": train_seqs[i]} for i in idx]), accelerator.device)
+            taken = 0
+            for seqs in epoch_batches(epoch):
+                taken += 1
+                batch = move(collator([{"input_ids": ids} for ids in seqs]), accelerator.device)
                 with accelerator.autocast():
                     loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                  labels=batch["labels"]).loss
@@ -162,7 +224,7 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                seen += len(idx) * accelerator.num_processes
+                seen += len(seqs) * accelerator.num_processes
                 window.append(loss.detach())
                 speed = seen / max(time.perf_counter() - t0, 1e-9)
                 if step % cfg.log_every == 0 or step == total_steps:
@@ -173,6 +235,9 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
                 progress.update(step, loss=shown, speed=speed, epoch=epoch + 1)
                 if step >= total_steps:
                     break
+            if not taken:  # a stream too short to give this process a batch would loop forever
+                raise DataError(f"the training stream gave process {accelerator.process_index} no batch; "
+                                "give more text or lower eval_texts", path=cfg.text)
             epoch += 1
     seconds = time.perf_counter() - t0
 
@@ -183,8 +248,9 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         progress.note(f"held-out perplexity after {step} steps: {ppl_after:.2f}")
     result = PretrainResult(
         output_dir=out, model_dir=model_dir, perplexity_before=ppl_before, perplexity_after=ppl_after,
-        steps=step, train_texts=len(train_texts), eval_texts=len(eval_texts), train_sequences=len(train_seqs),
-        seconds=seconds, examples_per_second=seen / max(seconds, 1e-9), notes=notes,
+        steps=step, train_texts=None if train_texts is None else len(train_texts), eval_texts=len(eval_texts),
+        train_sequences=seen if train_seqs is None else len(train_seqs),
+        seconds=seconds, examples_per_second=seen / max(seconds, 1e-9), stream=cfg.stream, notes=notes,
     )
     accelerator.wait_for_everyone()
     if main:
@@ -276,6 +342,42 @@ def to_sequences(texts: list[str], tokenizer: Any, max_length: int) -> list[list
     # special tokens ([CLS] ... [SEP]).
     enc = tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True)
     return [list(ids) for ids in enc["input_ids"]]
+
+
+def stream_sequences(texts: IterableDataset, tokenizer: Any, max_length: int, shuffle_buffer: int = 0,
+                     seed: int = 0) -> IterableDataset:
+    """A lazy ``IterableDataset`` of ``{"input_ids": [...]}``: :func:`to_sequences` applied as read.
+
+    Args:
+        texts: an ``IterableDataset`` of ``{"text": str}`` rows (:func:`stream_corpus`).
+        tokenizer: a fast tokenizer.
+        max_length: tokens per sequence, special tokens included.
+        shuffle_buffer: shuffle the sequences through a buffer of this many (0: keep the order).
+        seed: the shuffle seed (``set_epoch`` varies it per pass).
+    """
+    # A batched map may return more rows than it was given: a long text's overflow sequences.
+    seqs = texts.map(lambda rows: {"input_ids": to_sequences(rows["text"], tokenizer, max_length)},
+                     batched=True, batch_size=STREAM_TOKENIZE_BATCH, remove_columns=["text"])
+    return seqs.shuffle(seed=seed, buffer_size=shuffle_buffer) if shuffle_buffer else seqs
+
+
+def stream_batches(seqs: Iterable[list[int]], batch_size: int, seed: int,
+                   window_batches: int = 50) -> Iterator[list[list[int]]]:
+    """Batches of similar-length sequences from a stream, as ``bucket_batches`` makes for a list.
+
+    A window of ``batch_size * window_batches`` sequences is read, bucketed by length and its
+    batches shuffled, so padding stays tight while only the window is held in memory.
+    """
+    window: list[list[int]] = []
+    for k, ids in enumerate(seqs):
+        window.append(ids)
+        if len(window) == batch_size * window_batches:
+            yield from ([window[i] for i in idx] for idx in
+                        bucket_batches([len(s) for s in window], batch_size, True, seed=seed + k))
+            window = []
+    if window:
+        yield from ([window[i] for i in idx] for idx in
+                    bucket_batches([len(s) for s in window], batch_size, True, seed=seed))
 
 
 def masked_lm_loss(model: nn.Module, batches: list[dict[str, torch.Tensor]], accelerator: Any) -> float | None:
