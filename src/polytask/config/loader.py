@@ -14,6 +14,20 @@ from polytask.config.schema import ExperimentConfig
 from polytask.errors import ConfigError
 
 
+def read_yaml_mapping(path: Path, what: str, field: str | None = None) -> dict[str, Any]:
+    """A YAML file's top-level mapping; ConfigError naming the file when it is missing, is not
+    YAML, or is not a mapping. ``what`` names the file in messages ("experiment file")."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}", field=field)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the {what} must be a mapping (key: value)", source=str(path))
+    return raw
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read an experiment file, apply ``key.path=value`` overrides and validate.
 
@@ -26,15 +40,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
             (a task may be addressed by index or by name).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError("the experiment file must be a mapping (key: value)", source=str(path))
-    raw = apply_overrides(raw, overrides or [])
+    raw = apply_overrides(read_yaml_mapping(path, "experiment file"), overrides or [])
     return parse_config(raw, source=str(path), base_dir=path.parent)
 
 

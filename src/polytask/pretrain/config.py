@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
-from polytask.config.loader import apply_overrides
+from polytask.config.loader import apply_overrides, read_yaml_mapping
 from polytask.config.schema import Strict
 from polytask.errors import ConfigError
 
@@ -97,14 +96,7 @@ def parse_pretrain_config(
 def load_pretrain_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PretrainConfig:
     """Read a pretrain YAML file, apply ``key=value`` overrides (``max_steps=100``) and validate."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"pretrain config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError("the pretrain config must be a mapping (key: value)", source=str(path))
+    raw = read_yaml_mapping(path, "pretrain config file")
     return parse_pretrain_config(apply_overrides(raw, overrides or []), source=str(path), base_dir=path.parent)
 
 

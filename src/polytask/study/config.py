@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from polytask.config.loader import read_yaml_mapping
 from polytask.errors import ConfigError
 
 NAME = r"^[A-Za-z0-9_.-]+$"
@@ -162,15 +163,7 @@ def load_study(path: str | os.PathLike) -> StudyConfig:
     name are resolved against the study file's folder, so a study runs from any directory.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError("the study file must be a mapping (key: value)", source=str(path))
-    study = parse_study(raw, source=str(path))
+    study = parse_study(read_yaml_mapping(path, "study file"), source=str(path))
     base = path.parent
     study.experiment = _absolute(base, study.experiment)
     for src in study.sources.values():

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from polytask.config.loader import apply_overrides, load_config, parse_config
+from polytask.config.loader import apply_overrides, load_config, parse_config, read_yaml_mapping
 from polytask.config.schema import ExperimentConfig
 from polytask.errors import CheckpointError, ConfigError, DataError
 from polytask.study.budgets import check_budgets, sample_budgets, write_jsonl
@@ -393,12 +393,4 @@ def run_study(
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"experiment file not found: {path}", field="experiment")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError("the experiment file must be a mapping (key: value)", source=str(path))
-    return raw
+    return read_yaml_mapping(path, "experiment file", field="experiment")
