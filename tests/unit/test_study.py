@@ -21,6 +21,7 @@ from polytask.config import load_config
 from polytask.data.example import Example
 from polytask.errors import ConfigError
 from polytask.study import load_study, parse_study, plan_study, run_study
+from polytask.study import runner as study_runner
 from polytask.study.budgets import check_budgets, sample_budgets, stratified_order
 from polytask.study.report import build_report
 from polytask.study.results import collect_rows
@@ -240,6 +241,8 @@ def test_study_runs_end_to_end_and_resumes_after_a_kill(
         return real_train(cfg, output_dir=output_dir, resume=resume, overwrite=overwrite)
 
     monkeypatch.setattr(loop, "train", killed_after_three)
+    # The process dies before it tidies a finished cell (see the third cell below).
+    monkeypatch.setattr(study_runner, "_drop_resume_state", lambda run_dir: None)
     with pytest.raises(KeyboardInterrupt):
         run_study(plan_study(load_study(path)))
     first = [c for c, _ in calls]
@@ -249,6 +252,7 @@ def test_study_runs_end_to_end_and_resumes_after_a_kill(
     assert cell_status(first[-1]) == "resume"
 
     calls.clear()
+    monkeypatch.undo()
     monkeypatch.setattr(loop, "train", lambda cfg, output_dir=None, resume=False, overwrite=False: (
         calls.append((str(output_dir), resume)) or real_train(cfg, output_dir=output_dir, resume=resume, overwrite=overwrite)))
     plan = plan_study(load_study(path))
@@ -257,6 +261,10 @@ def test_study_runs_end_to_end_and_resumes_after_a_kill(
     assert not set(first[:2]) & {c for c, _ in calls}  # finished cells were never re-run
     assert len(result.skipped) == 2 and len(result.trained) == 6
     assert all(cell_status(c.run_dir) == "done" for c in plan.cells)
+    # Cells finished by this start keep their weights, not the optimizer state only a resume needs.
+    trained_now = [Path(c) for c, _ in calls]
+    assert all((c / "checkpoints/last/model.safetensors").is_file() for c in trained_now)
+    assert not [c for c in trained_now if (c / "checkpoints/last/optimizer.safetensors").exists()]
 
     # A third start trains nothing.
     calls.clear()

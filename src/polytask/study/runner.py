@@ -388,8 +388,17 @@ def run_study(
             out.interrupted = True
             say("stop", f"{key}: interrupted; run the study again to continue")
             break
+        _drop_resume_state(run_dir)
         say("done", f"{key}: {result.metric}={result.best_metric} ({result.seconds:.0f}s)")
     return out
+
+
+def _drop_resume_state(run_dir: str | Path) -> None:
+    """A finished cell is never resumed: its optimizer state (twice the model's size) goes.
+    The weights stay, so the run can still be loaded, evaluated or used as ``init_from``."""
+    last = ckpt.resolve_dir(Path(run_dir) / "checkpoints" / "last")
+    if last is not None:
+        (last / ckpt.OPTIM_FILE).unlink(missing_ok=True)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
