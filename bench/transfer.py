@@ -16,7 +16,8 @@ domain's reviews not drawn for training, 1,000; SST-2: the 872 dev sentences). L
 stratified and drawn per seed (``polytask.study.budgets``); source runs are trained once (seed 1).
 
 Run: .venv/bin/python bench/transfer.py [--seeds 1 2 3] [--parts imdb_ag amazon sst2] [--quick]
-Writes bench/results/transfer-<cpu|gpu>.json and prints the Markdown tables for BENCHMARKS.md.
+Writes bench/results/transfer-<cpu|gpu>[-<parts>].json and prints the Markdown tables for
+BENCHMARKS.md; ``--merge A.json B.json`` prints the tables of parts that ran as separate processes.
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def table(records: list[dict[str, Any]], part: str, key: str, baseline: str | No
         return ""
     groups = sorted({r.get(key) for r in recs}, key=str)
     arms = list(dict.fromkeys(r["arm"] for r in recs))
-    lines = [f"| {key} | arm | accuracy (mean ± sd) | gain vs {baseline or '-'} (paired, mean ± sd) | train s |",
+    lines = [f"| {key} | arm | accuracy (mean ± sd) | gain vs {baseline or '-'} (paired, mean ± sd, seeds better) | train s |",
              "|---|---|---|---|---|"]
     for g in groups:
         for arm in arms:
@@ -229,10 +230,27 @@ def table(records: list[dict[str, Any]], part: str, key: str, baseline: str | No
             if baseline and arm != baseline:
                 base = {r["seed"]: r["accuracy"] for r in recs if r.get(key) == g and r["arm"] == baseline}
                 diffs = [r["accuracy"] - base[r["seed"]] for r in rows if r["seed"] in base]
-                gain = ms(diffs) if diffs else "-"
+                if diffs:
+                    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+                    won = sum(d > 0 for d in diffs)
+                    gain = f"{statistics.mean(diffs):+.4f} ± {sd:.4f} ({won}/{len(diffs)})"
             lines.append(f"| {g} | {arm} | {ms([r['accuracy'] for r in rows])} | {gain} | "
                          f"{statistics.mean(r['seconds'] for r in rows):.0f} |")
     return "\n".join(lines)
+
+
+def print_tables(records: list[dict[str, Any]]) -> dict[str, str]:
+    tables = {
+        "imdb_ag": table(records, "imdb_ag", "budget", "scratch_glove"),
+        "amazon": "\n\n".join(t for t in (table([r for r in records if r.get("pair") == pair], "amazon", "pair",
+                                                   "untouched_minilm")
+                                             for pair in ("books->kitchen", "dvd->electronics")) if t),
+        "sst2": table(records, "sst2", "budget", "freeze"),
+    }
+    for name, text in tables.items():
+        if text:
+            print(f"\n### {name}\n\n{text}")
+    return tables
 
 
 def main() -> None:
@@ -241,7 +259,13 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["imdb_ag", "amazon", "sst2"])
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed, tiny sizes")
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "runs" / "transfer")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                    help="print the tables of earlier result files together; runs nothing")
     args = ap.parse_args()
+    if args.merge:
+        merged = [r for f in args.merge for r in json.loads(f.read_text())["records"]]
+        print_tables(merged)
+        return
     args.imdb_source, args.ag_budgets = 5000, [100, 1000]
     args.amazon_source, args.amazon_budget, args.amazon_eval = 1800, 100, 1000
     args.per_class, args.sst2_steps, args.sst2_eval = [8, 16, 64], 60, 872
@@ -260,18 +284,12 @@ def main() -> None:
     parts = {"imdb_ag": part_imdb_ag, "amazon": part_amazon, "sst2": part_sst2}
     for p in args.parts:
         records += parts[p](args, args.work)
-    tables = {
-        "imdb_ag": table(records, "imdb_ag", "budget", "scratch_glove"),
-        "amazon": "\n\n".join(table([r for r in records if r.get("pair") == pair], "amazon", "pair", "untouched_minilm")
-                              for pair in ("books->kitchen", "dvd->electronics")),
-        "sst2": table(records, "sst2", "budget", "freeze"),
-    }
-    for name, text in tables.items():
-        if text:
-            print(f"\n### {name}\n\n{text}")
+    tables = print_tables(records)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     tag = "gpu" if torch.cuda.is_available() else "cpu"
+    if sorted(args.parts) != sorted(parts):
+        tag += "-" + "-".join(args.parts)
     (out / f"transfer-{tag}{'-quick' if args.quick else ''}.json").write_text(json.dumps(
         {"device": device, "seconds": time.perf_counter() - t0,
          "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
