@@ -217,7 +217,7 @@ def table(records: list[dict[str, Any]], part: str, key: str, baseline: str | No
     recs = [r for r in records if r["part"] == part and not r["arm"].startswith("source_")]
     if not recs:
         return ""
-    groups = sorted({r.get(key) for r in recs}, key=str)
+    groups = sorted({r.get(key) for r in recs}, key=lambda v: (isinstance(v, str), v))
     arms = list(dict.fromkeys(r["arm"] for r in recs))
     lines = [f"| {key} | arm | accuracy (mean ± sd) | gain vs {baseline or '-'} (paired, mean ± sd, seeds better) | train s |",
              "|---|---|---|---|---|"]

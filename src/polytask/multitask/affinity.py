@@ -299,7 +299,7 @@ def measure_model_affinity(
     trainable = [p for p in model.parameters() if p.requires_grad]
     # What each task's loss reaches: the shared encoder and its own head.
     reach = {n: shared + [p for p in model.heads[n].parameters() if p.requires_grad] for n in names}
-    optimizer = build_optimizer(model, train)
+    optimizer = build_optimizer(model, train, device=device)
 
     # Summed on the device: no host sync per lookahead.
     total = torch.zeros(k, k, dtype=torch.float64, device=device)  # (K, K) sum of Z over measurements

@@ -41,6 +41,7 @@ from polytask.pretrain.config import PretrainConfig, load_pretrain_config, parse
 from polytask.pretrain.corpus import corpus_errors, iter_texts, read_corpus, stream_corpus
 from polytask.training.checkpoint import write_json
 from polytask.training.logging import MetricsLogger, Progress
+from polytask.training.optim import adamw
 
 if TYPE_CHECKING:
     from datasets import IterableDataset
@@ -175,7 +176,7 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         with corpus_errors(cfg.text, cfg.encoding):
             yield from ids
 
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = adamw(_param_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)

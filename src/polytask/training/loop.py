@@ -169,7 +169,7 @@ def train(
 
         surgery = build_surgery(cfg.multitask.surgery.type, cfg.multitask.surgery.options)
     gradnorm = weighting is not None and hasattr(weighting, "gradnorm_loss")
-    optimizer = build_optimizer(model, tc, strategies.param_groups(model, tc))
+    optimizer = build_optimizer(model, tc, strategies.param_groups(model, tc), device=accelerator.device)
     scheduler = build_scheduler(optimizer, tc, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     state = LoopState()

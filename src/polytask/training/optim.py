@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,9 +31,42 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, groups: list[dict] | None = None) -> torch.optim.Optimizer:
-    """AdamW over ``groups`` (a transfer strategy's), or the default groups above."""
-    return torch.optim.AdamW(groups if groups is not None else param_groups(model, cfg), lr=cfg.lr)
+def adamw(params: Any, lr: float, device: torch.device | str | None = None, **kwargs: Any) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` with its fused kernel where ``device`` has one (CPU and CUDA do).
+
+    The fused kernel updates every tensor in one pass; the default multi-tensor (``foreach``)
+    path costs ~5x more per step on a CPU (MiniLM's 22.7 M parameters: 0.30 s vs 0.06 s on 2
+    cores), a large share of a small-batch training step. It is also what the HF Trainer uses
+    (``adamw_torch_fused``). The parameters may still be on the CPU when this is called: the
+    kernel is chosen by where they are at each step, so ``device`` names where they will train.
+    """
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{**g, "params": list(g["params"])} for g in params]
+    if device is not None:
+        dev = torch.device(device)
+    else:
+        groups = [g["params"] for g in params] if params and isinstance(params[0], dict) else [params]
+        dev = next((p.device for g in groups for p in g), torch.device("cpu"))
+    if "foreach" not in kwargs and dev.type in _fused_devices():
+        kwargs.setdefault("fused", True)
+    return torch.optim.AdamW(params, lr=lr, **kwargs)
+
+
+def _fused_devices() -> list[str]:
+    try:  # private in torch; without it, the default (foreach) kernel is used
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # pragma: no cover - depends on the torch release
+        return []
+    return list(_get_fused_kernels_supported_devices())
+
+
+def build_optimizer(
+    model: nn.Module, cfg: TrainConfig, groups: list[dict] | None = None, device: torch.device | str | None = None
+) -> torch.optim.Optimizer:
+    """AdamW (fused where the device has the kernel) over ``groups`` (a transfer strategy's), or
+    the default groups above; ``device`` is where the model will train (default: where it is)."""
+    return adamw(groups if groups is not None else param_groups(model, cfg), cfg.lr, device)
 
 
 def build_scheduler(

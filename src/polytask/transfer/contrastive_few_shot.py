@@ -149,12 +149,13 @@ class ContrastiveFewShot(Strategy):
 
         from polytask.evaluation.evaluate import move
         from polytask.training.logging import Progress
+        from polytask.training.optim import adamw
 
         encoder = model.encoder
         home = next(encoder.parameters()).device
         was_training = encoder.training
         params = [p for p in encoder.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
+        optimizer = adamw(params, opts.lr, device, weight_decay=0.0)
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(opts.warmup_ratio * total), total)
         bar = Progress(total, enabled=progress)
         n_pos = sum(1 for _, p in pairs if p[2] == 1.0)
