@@ -11,7 +11,9 @@ sampler (``train_sampling_strategy="group_by_length"``). Peak memory is each sub
 resident set (CPU) or peak allocated CUDA memory (GPU). ``--rounds 2`` runs every system twice,
 alternating (p, t, g, p, t, g), and reports each system's median.
 
-Run: .venv/bin/python bench/finetune_sst2.py [--epochs 3] [--limit N] [--rounds 1] [--only polytask|trainer|trainer_gbl]
+``--systems polytask polytask_foreach`` measures what AdamW's fused kernel is worth to polytask.
+
+Run: .venv/bin/python bench/finetune_sst2.py [--epochs 3] [--limit N] [--rounds 1] [--systems ...] [--only NAME]
 Writes bench/results/sst2-<device>.json and prints a Markdown table for BENCHMARKS.md.
 """
 
@@ -128,6 +130,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--only", choices=list(SYSTEMS))
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=["polytask", "trainer", "trainer_gbl"],
+                    help="what each round runs, in this order (polytask is the reference of the ratios)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -141,9 +145,11 @@ def main() -> None:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu-{torch.get_num_threads()}threads"
     results = {"device": device, "machine": platform.machine(), "epochs": args.epochs, "limit": args.limit, **HP}
-    runs: dict[str, list[dict]] = {name: [] for name in SYSTEMS}
+    if "polytask" not in args.systems:
+        sys.exit("--systems must include polytask: the ratios are polytask's")
+    runs: dict[str, list[dict]] = {name: [] for name in args.systems}
     for _ in range(args.rounds):
-        for name in SYSTEMS:
+        for name in args.systems:
             cmd = [sys.executable, __file__, "--only", name, "--epochs", str(args.epochs), "--out", str(args.out)]
             if args.limit:
                 cmd += ["--limit", str(args.limit)]
@@ -159,8 +165,8 @@ def main() -> None:
     tag = "gpu" if torch.cuda.is_available() else "cpu"
     lines = ["| framework | dev accuracy (best checkpoint) | wall (s) | examples/s | polytask speed-up | peak memory (MB) |",
              "|---|---|---|---|---|---|"]
-    for name, label in (("polytask", "polytask"), ("trainer", "HF Trainer (default)"),
-                        ("trainer_gbl", "HF Trainer (group_by_length)")):
+    for name in args.systems:
+        label = LABELS[name]
         r = results[name]
         acc = r.get("best_dev_accuracy", r["dev_accuracy"])
         ratio = p["examples_per_s"] / r["examples_per_s"]
@@ -172,11 +178,23 @@ def main() -> None:
     print("\n" + results["table"] + f"\n\non {device}")
 
 
+def run_polytask_foreach(epochs: float, limit: int | None, out: Path) -> dict:
+    """polytask with AdamW's multi-tensor (foreach) kernel instead of the fused one: what the
+    fused kernel is worth."""
+    import polytask.training.optim as optim
+
+    optim._fused_devices = lambda: []
+    return run_polytask(epochs, limit, out)
+
+
 SYSTEMS = {
     "polytask": run_polytask,
     "trainer": run_trainer,
     "trainer_gbl": lambda epochs, limit, out: run_trainer(epochs, limit, out, group_by_length=True),
+    "polytask_foreach": run_polytask_foreach,
 }
+LABELS = {"polytask": "polytask", "trainer": "HF Trainer (default)", "trainer_gbl": "HF Trainer (group_by_length)",
+          "polytask_foreach": "polytask, foreach AdamW"}
 
 
 if __name__ == "__main__":
