@@ -35,9 +35,9 @@ def adamw(params: Any, lr: float, device: torch.device | str | None = None, **kw
     """``torch.optim.AdamW`` with its fused kernel where ``device`` has one (CPU and CUDA do).
 
     The fused kernel updates every tensor in one pass; the default multi-tensor (``foreach``)
-    path costs ~5x more per step on a CPU (MiniLM's 22.7 M parameters: 0.30 s vs 0.06 s on 2
-    cores), a large share of a small-batch training step. It is also what the HF Trainer uses
-    (``adamw_torch_fused``). The parameters may still be on the CPU when this is called: the
+    path costs ~5x more per step on a CPU (MiniLM's 22.7 M parameters: 0.123 s vs 0.024 s on 2
+    idle cores), which made a SST-2 epoch 1.15x slower (BENCHMARKS.md). It is also what the HF
+    Trainer uses (``adamw_torch_fused``). The parameters may still be on the CPU when this is called: the
     kernel is chosen by where they are at each step, so ``device`` names where they will train.
     """
     params = list(params)
