@@ -115,15 +115,22 @@ def test_read_corpus_layouts(tmp_path: Path) -> None:
     assert read_corpus(tmp_path / "r.csv") == ["a, quoted text", "plain"]
 
 
-def test_corpus_errors(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+@pytest.mark.parametrize("reader", ["read_corpus", "stream_corpus"])
+def test_corpus_path_errors_of_both_readers(tmp_path: Path, reader: str) -> None:
+    from polytask.pretrain.corpus import stream_corpus
+
+    read = {"read_corpus": read_corpus, "stream_corpus": stream_corpus}[reader]
     with pytest.raises(DataError, match=r"nope.txt: text not found; give a .txt file \(one text per line\), a folder"):
-        read_corpus(tmp_path / "nope.txt")
+        read(tmp_path / "nope.txt")
     (tmp_path / "blank.txt").write_text("\n  \n\n")
     with pytest.raises(DataError, match=r"blank.txt: the corpus is empty \(no non-blank text\)"):
-        read_corpus(tmp_path / "blank.txt")
+        read(tmp_path / "blank.txt")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty: no .txt files in this folder"):
-        read_corpus(tmp_path / "empty")
+        read(tmp_path / "empty")
+
+
+def test_corpus_errors(tmp_path: Path, tiny_encoder_dir: Path) -> None:
     (tmp_path / "one.txt").write_text("only one\n")
     with pytest.raises(DataError, match="the corpus holds one text; pretraining needs at least 2"):
         pretrain_mlm(small(tiny_encoder_dir, tmp_path / "one.txt", tmp_path / "o"))
