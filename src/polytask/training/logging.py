@@ -65,6 +65,7 @@ class Progress:
 
     def __init__(self, total: int, enabled: bool = True, start: int = 0):
         self.enabled = enabled
+        self.total = total
         self.console = Console(stderr=True)
         self._bar = RichProgress(
             TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
