@@ -182,7 +182,7 @@ def multitask_models(run: Any, k: int) -> tuple[Any, list[Any]]:
     Heads are copies of the run's head with small seeded perturbations, so the k answers differ.
     """
     from polytask.config.schema import TaskConfig
-    from polytask.export.save_load import LoadedRun
+    from polytask.runs import LoadedRun
     from polytask.multitask.model import PolytaskModel
     from polytask.serving.predictor import Predictor
     from polytask.tasks import build_task
@@ -306,7 +306,7 @@ def main() -> None:
         row["b64_p50_speedup_vs_pipeline"] = base["b64_p50_ms"] / row["b64_p50_ms"]
 
     print("multi-task: one 3-head model vs 3 single-task models", flush=True)
-    from polytask.export.save_load import load_run
+    from polytask.runs import load_run
 
     multi = bench_multitask(load_run(run_dir), texts, args.rounds, k=3)
 

@@ -12,7 +12,7 @@ import torch
 import polytask
 from polytask.config import parse_config
 from polytask.evaluation.evaluate import predict_features
-from polytask.export.save_load import load_run
+from polytask.runs import load_run
 from polytask.training.loop import train
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from polytask.config.schema import DataConfig, EncoderConfig, TaskConfig, TrainC
 from polytask.data.loading import load_splits
 from polytask.encoders import build_encoder
 from polytask.errors import ConfigError
-from polytask.multitask.affinity import (
+from polytask.procedures.affinity import (
     grouping_score,
     measure_affinity,
     measure_model_affinity,
@@ -178,7 +178,7 @@ def test_suggest_groupings_finds_the_obvious_pairs() -> None:
 
 
 def test_suggest_groupings_local_search_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    import polytask.multitask.affinity as aff
+    import polytask.procedures.affinity as aff
 
     assert [stirling2(4, k) for k in (1, 2, 3, 4)] == [1, 7, 6, 1] and stirling2(12, 3) == 86526
     assert sum(1 for _ in aff._partitions(5, 2)) == stirling2(5, 2)

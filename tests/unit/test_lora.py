@@ -20,8 +20,8 @@ from polytask.encoders import build_encoder
 from polytask.encoders.base import Encoder, EncoderOutput
 from polytask.errors import CheckpointError, ConfigError
 from polytask.export.hf import export_hf
-from polytask.export.save_load import load_run, starting_encoder
 from polytask.multitask.model import PolytaskModel
+from polytask.runs import load_run, starting_encoder
 from polytask.tasks import build_task
 from polytask.training import checkpoint as ckpt
 from polytask.training import logging as tlog
@@ -350,7 +350,7 @@ def test_starting_encoder_from_a_lora_run_is_its_merged_encoder(trained: dict[st
     # transfer.init_from a LoRA run: its checkpoint has no base weights; the trained encoder is
     # the base + merged adapters.
     raw = {**trained["raw"], "output_dir": str(tmp_path / "next"), "transfer": {"init_from": str(trained["run"])}}
-    encoder = starting_encoder(parse_config(raw)).eval()
+    encoder = starting_encoder(parse_config(raw))[0].eval()
     reference = load_run(trained["run"], merge=False).model.encoder
     assert not [n for n, _ in encoder.named_parameters() if ".lora_" in n]
     batch = batch_of(load_run(trained["run"]).model, ["good fun film", "a dull plot"])

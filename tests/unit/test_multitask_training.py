@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +11,8 @@ import polytask
 from polytask.config import parse_config
 from polytask.errors import ConfigError
 from polytask.multitask.samplers import build_sampler
-from polytask.training.loop import _epoch_batches, train
+from polytask.training.loop import train
+from polytask.training.schedule import epoch_batches
 from polytask.training.setup import prepare_tasks
 from tests.unit.toy import toy_config, write_toy_jsonl, write_toy_ner
 
@@ -32,7 +32,6 @@ def _feats(cfg, tokenizer) -> dict:  # noqa: ANN001
     return {n: {s: [td.task.encode(e, tokenizer) for e in exs] for s, exs in td.splits.items()} for n, td in data.items()}
 
 
-ONE_PROCESS = SimpleNamespace(num_processes=1, process_index=0)
 
 
 def test_epochs_follow_the_sampler(tmp_path: Path, tiny_encoder_dir: Path) -> None:
@@ -41,21 +40,21 @@ def test_epochs_follow_the_sampler(tmp_path: Path, tiny_encoder_dir: Path) -> No
     cfg = parse_config(two_tasks(tmp_path, tiny_encoder_dir, None))
     feats = _feats(cfg, AutoTokenizer.from_pretrained(tiny_encoder_dir))
     tc = cfg.train  # batch 8: sent 64 examples = 8 batches, ner 48 sentences = 6 batches
-    plain = _epoch_batches(feats, tc, 0, ONE_PROCESS)
+    plain = epoch_batches(feats, tc, 0)
     assert Counter(n for n, _ in plain) == {"sent": 8, "ner": 6}
     assert sorted(i for n, b in plain if n == "sent" for i in b) == list(range(64))  # each once
 
     only_sent = build_sampler("explicit", {"sent": 8, "ner": 6}, {"weights": {"sent": 1.0}})
-    epoch = _epoch_batches(feats, tc, 0, ONE_PROCESS, only_sent)
+    epoch = epoch_batches(feats, tc, 0, sampler=only_sent)
     assert [n for n, _ in epoch] == ["sent"] * 14  # same epoch length, cycling through sent
     assert Counter(i for _, b in epoch[:8] for i in b) == Counter(range(64))
     assert epoch[:8] != epoch[8:14] and all(len(b) == 8 for _, b in epoch)
 
     uniform = build_sampler("uniform", {"sent": 8, "ner": 6})
-    counts = Counter(n for e in range(20) for n, _ in _epoch_batches(feats, tc, e, ONE_PROCESS, uniform))
+    counts = Counter(n for e in range(20) for n, _ in epoch_batches(feats, tc, e, sampler=uniform))
     assert abs(counts["sent"] / (20 * 14) - 0.5) < 0.06
-    again = _epoch_batches(feats, tc, 3, ONE_PROCESS, uniform)
-    assert again == _epoch_batches(feats, tc, 3, ONE_PROCESS, uniform)  # seeded: resume sees the same
+    again = epoch_batches(feats, tc, 3, sampler=uniform)
+    assert again == epoch_batches(feats, tc, 3, sampler=uniform)  # seeded: resume sees the same
 
 
 def test_two_task_run_trains_and_predicts_every_task(tmp_path: Path, tiny_encoder_dir: Path) -> None:

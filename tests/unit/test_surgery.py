@@ -81,7 +81,7 @@ def assert_no_conflict_left(grads: torch.Tensor, projected: torch.Tensor) -> Non
 @pytest.mark.parametrize("grads", [TWO_CONFLICTING, THREE_CONFLICTING], ids=["k2", "k3"])
 @pytest.mark.parametrize("seed", range(8))
 def test_pcgrad_leaves_no_negative_dot_product_with_the_original_gradients(grads, seed):
-    projected = PCGrad(PCGrad.config_class()).project(grads, gen(seed))  # (K, P)
+    projected = PCGrad(PCGrad.options_class()).project(grads, gen(seed))  # (K, P)
     assert_no_conflict_left(grads, projected)
 
 
@@ -161,7 +161,7 @@ def test_cagrad_worst_task_property_on_random_gradients():
 def test_cagrad_weights_minimise_the_dual_objective_against_a_grid():
     c = 0.5
     grads = TWO_CONFLICTING
-    cagrad = CAGrad(CAGrad.config_class(c=c))
+    cagrad = CAGrad(CAGrad.options_class(c=c))
     g0 = grads.mean(dim=0)
 
     def objective(w: torch.Tensor) -> float:

@@ -14,7 +14,7 @@ import torch
 import polytask
 from polytask.config import parse_config
 from polytask.errors import CheckpointError, ConfigError, DataError
-from polytask.export.save_load import load_run
+from polytask.runs import load_run
 from polytask.training import checkpoint as ckpt
 from polytask.training import logging as tlog
 from polytask.training.loop import read_metrics, train

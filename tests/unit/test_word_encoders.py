@@ -389,8 +389,9 @@ def test_token_classification_runs_on_a_word_encoder(tmp_path: Path) -> None:
 def test_bilstm_trains_from_yaml_reloads_and_resumes_with_l2_sp(tmp_path: Path) -> None:
     import polytask
     from polytask.config import parse_config
+    from polytask.runs import ANCHOR_FILE
     from polytask.training import checkpoint as ckpt
-    from polytask.training.loop import ANCHOR_FILE, train
+    from polytask.training.loop import train
     from tests.unit.toy import write_toy_jsonl
 
     data = write_toy_jsonl(tmp_path / "data", n_train=64, n_dev=32)

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure inter-task affinity during a short multi-task run and suggest task groupings."""
         from polytask.config import load_config
-        from polytask.multitask.affinity import measure_affinity
+        from polytask.procedures.affinity import measure_affinity
 
         try:
             cfg = load_config(experiment, set_ or [])
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
 def affinity_table(names: list[str], matrix: list[list[float]], stderr: list[list[float]], measurements: int) -> Table:
     """The matrix as a rich table: rows source task i, columns target task j; green helps, red
     hurts, ``?`` marks a value within two standard errors of 0 (its sign is uncertain)."""
-    from polytask.multitask.affinity import format_value
+    from polytask.procedures.affinity import format_value
 
     table = Table(
         title=f"inter-task affinity Z(i->j), mean of {measurements} measured steps",

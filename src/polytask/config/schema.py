@@ -176,14 +176,16 @@ class MultitaskConfig(Strict):
         weighting: unset, each batch's loss counts as it is. Set (``equal``, ``static``,
             ``uncertainty``, ``dwa``), the loss of each batch is weighted by its task's weight
             (learnable for ``uncertainty``, per-epoch for ``dwa``; saved with the model).
-            ``gradnorm`` needs every task's loss in one step (``step: all_tasks``).
+            A weighting that needs every task's loss in one step (``gradnorm``, ``famo``,
+            ``rlw``) sets ``step: all_tasks`` when step is unset.
         surgery: unset, task gradients add up. Set (``pcgrad``, ``cagrad``), each task's
             gradient of the shared encoder is computed on its own and the surgery combines them;
             needs ``step: all_tasks``.
         step: ``one_task`` (each micro-batch is one task's, chosen by the order or the sampler)
             or ``all_tasks`` (each optimizer step takes one batch of every task; an epoch lasts
             until the largest task has been seen once, smaller tasks start again in a new seeded
-            order). Unset: ``all_tasks`` when GradNorm or a surgery is chosen, else ``one_task``.
+            order). Unset: ``all_tasks`` when the weighting or a surgery needs every task in
+            each step, else ``one_task`` (resolved by ``polytask.multitask.model.step_mode``).
     """
 
     sampler: SamplerConfig | None = None
@@ -193,27 +195,17 @@ class MultitaskConfig(Strict):
 
     @model_validator(mode="after")
     def _step_fits(self) -> MultitaskConfig:
-        needs_all = (self.weighting is not None and self.weighting.type == "gradnorm") or self.surgery is not None
-        if self.step == "one_task" and needs_all:
-            what = "gradnorm" if self.surgery is None else f"surgery {self.surgery.type}"
+        if self.surgery is not None and self.step == "one_task":
             raise ValueError(
-                f"{what} needs every task's loss in the same step; set step: all_tasks (or leave "
-                "step unset)"
+                f"surgery {self.surgery.type} needs every task's loss in the same step; set step: all_tasks "
+                "(or leave step unset)"
             )
-        if self.step_mode == "all_tasks" and self.sampler is not None:
+        if self.sampler is not None and (self.step == "all_tasks" or self.surgery is not None):
             raise ValueError(
                 "a sampler chooses one task per batch, but step: all_tasks takes every task in "
                 "every step; remove multitask.sampler or use step: one_task"
             )
         return self
-
-    @property
-    def step_mode(self) -> str:
-        """``step``, with the default resolved."""
-        if self.step is not None:
-            return self.step
-        needs_all = (self.weighting is not None and self.weighting.type == "gradnorm") or self.surgery is not None
-        return "all_tasks" if needs_all else "one_task"
 
 
 class TrainConfig(Strict):

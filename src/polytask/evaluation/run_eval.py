@@ -6,7 +6,7 @@ from pathlib import Path
 
 from polytask.errors import DataError
 from polytask.evaluation.evaluate import evaluate_task
-from polytask.export.save_load import load_run
+from polytask.runs import load_run
 from polytask.training.checkpoint import write_json
 
 

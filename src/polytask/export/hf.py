@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from polytask.errors import CheckpointError
-from polytask.export.save_load import load_run
+from polytask.runs import load_run
 
 
 def export_hf(

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from polytask.errors import CheckpointError, ExportError
-from polytask.export.save_load import LoadedRun, load_run
 from polytask.multitask.model import PolytaskModel
+from polytask.runs import LoadedRun, load_run
 from polytask.training import checkpoint as ckpt
 
 MODEL_FILE = "model.onnx"
@@ -154,7 +154,7 @@ def export_onnx(
         ExportError: the exporter failed, or the parity check exceeded ``tolerance``.
         ConfigError: onnxruntime, onnx or onnxscript is not installed.
     """
-    from polytask.serving.onnx_backend import require_onnxruntime
+    from polytask.export.onnx_runtime import require_onnxruntime
 
     ort = require_onnxruntime()
     run = source if isinstance(source, LoadedRun) else load_run(source, checkpoint)
@@ -240,7 +240,7 @@ def _export(
             )
             program.save(str(path), external_data=False)
     except ImportError as exc:
-        from polytask.serving.onnx_backend import MISSING
+        from polytask.export.onnx_runtime import MISSING
 
         raise ExportError(f"{MISSING} ({exc})") from None
     except Exception as exc:  # the exporter raises many types; all mean the same to a user

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from polytask.errors import DataError
 from polytask.export.onnx import (
     MANIFEST_FILE,
@@ -57,7 +59,7 @@ def quantize_onnx(
         the int8 manifest; ``manifest["quantization"]["eval"][task]`` holds ``metric``, ``fp32``,
         ``int8`` and ``difference`` (int8 minus fp32) plus every metric of both.
     """
-    from polytask.serving.onnx_backend import OnnxPredictor, require_onnxruntime
+    from polytask.export.onnx_runtime import OnnxSession, require_onnxruntime
 
     require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -76,7 +78,7 @@ def quantize_onnx(
                 f"{fp32_dir} holds a {manifest.get('precision')} model; quantize the fp32 export "
                 "(`polytask export onnx RUN DIR`) or the run itself"
             )
-        fp32 = OnnxPredictor(fp32_dir, batch_size=batch_size)
+        fp32 = OnnxSession(fp32_dir)
         names = _task_names(fp32, task, data)
         sets = {n: _examples(fp32.tasks[n], data) for n in names}
 
@@ -98,11 +100,11 @@ def quantize_onnx(
             shutil.copytree(fp32_dir / manifest["tokenizer_dir"], tmp / manifest["tokenizer_dir"])
             int8_manifest = {**manifest, "model_file": MODEL_FILE, "precision": "int8"}
             ckpt.write_json(tmp / MANIFEST_FILE, int8_manifest)
-            int8 = OnnxPredictor(tmp, batch_size=batch_size)
+            int8 = OnnxSession(tmp)
             report: dict[str, Any] = {}
             for n in names:
                 split, examples = sets[n]
-                report[n] = _compare(fp32, int8, n, split, examples)
+                report[n] = _compare(fp32, int8, n, split, examples, batch_size)
             int8_manifest["quantization"] = {
                 "method": "onnxruntime.quantization.quantize_dynamic",
                 "weight_type": "int8",
@@ -131,10 +133,12 @@ def quantize_onnx(
     return int8_manifest
 
 
-def _task_names(predictor: Any, task: str | None, data: str | Path | None) -> list[str]:
-    names = list(predictor.tasks)
+def _task_names(session: Any, task: str | None, data: str | Path | None) -> list[str]:
+    names = list(session.tasks)
     if task is not None:
-        return predictor.task_names(task)
+        if task not in session.tasks:
+            raise DataError(f"unknown task {task!r}; this run has: {', '.join(names)}")
+        return [task]
     if data is not None and len(names) > 1:
         raise DataError(f"--data needs --task for a multi-task run (tasks: {', '.join(names)})")
     return names
@@ -161,13 +165,18 @@ def _examples(task: Any, data: str | Path | None) -> tuple[str, list]:
     return split, examples
 
 
-def _compare(fp32: Any, int8: Any, name: str, split: str, examples: list) -> dict[str, Any]:
+def _compare(fp32: Any, int8: Any, name: str, split: str, examples: list, batch_size: int) -> dict[str, Any]:
+    from polytask.evaluation.evaluate import evaluate_task
+
     task = fp32.tasks[name]
     metric = task.config.metric or task.default_metric
     scores = {}
-    for label, predictor in (("fp32", fp32), ("int8", int8)):
-        preds = [row[name] for row in predictor.predict_examples(examples, [name])]
-        scores[label] = task.metrics(preds, examples)
+    pad = fp32.tokenizer.pad_token_id or 0
+    features = [task.encode(ex, fp32.tokenizer) for ex in examples]
+    for label, session in (("fp32", fp32), ("int8", int8)):
+        scores[label], _ = evaluate_task(session, task, examples, fp32.tokenizer, pad, batch_size,
+                                         torch.device("cpu"), features=features)
+        scores[label].pop("loss", None)
     if metric not in scores["fp32"]:
         metric = next(iter(scores["fp32"]))
     return {

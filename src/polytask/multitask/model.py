@@ -103,3 +103,32 @@ def build_weighting_for(cfg: Any, task_names: list[str]) -> nn.Module | None:
 
     # GradNorm's need for every task in each step is enforced by the schema (multitask.step).
     return build_weighting(wcfg.type, task_names, wcfg.options)
+
+
+def step_mode(cfg: Any) -> str:
+    """``multitask.step`` resolved: ``all_tasks`` when the weighting or a surgery needs every
+    task's loss in each step (each member declares ``needs_all_tasks``), else ``one_task``.
+
+    Raises:
+        ConfigError: ``step: one_task`` with a weighting that needs every task, or a sampler
+            (one task per batch) with such a weighting.
+    """
+    from polytask.errors import ConfigError
+
+    mt = cfg.multitask
+    needs_all = mt.surgery is not None
+    if mt.weighting is not None:
+        from polytask.multitask.weighting import WEIGHTINGS
+
+        cls = WEIGHTINGS.get(mt.weighting.type, field="multitask.weighting.type")
+        if getattr(cls, "needs_all_tasks", False):
+            needs_all = True
+            if mt.step == "one_task":
+                raise ConfigError(f"{mt.weighting.type} needs every task's loss in the same step; set step: "
+                                  "all_tasks (or leave step unset)", field="multitask.step")
+            if mt.sampler is not None:
+                raise ConfigError(f"a sampler chooses one task per batch, but {mt.weighting.type} takes every "
+                                  "task in every step; remove multitask.sampler", field="multitask.sampler")
+    if mt.step is not None:
+        return mt.step
+    return "all_tasks" if needs_all else "one_task"

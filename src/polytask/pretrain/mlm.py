@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -37,11 +36,12 @@ from torch import nn
 from polytask.data.batching import bucket_batches
 from polytask.errors import ConfigError, DataError
 from polytask.evaluation.evaluate import move
+from polytask.io import write_dir, write_json
 from polytask.pretrain.config import PretrainConfig, load_pretrain_config, parse_pretrain_config
 from polytask.pretrain.corpus import corpus_errors, iter_texts, read_corpus, stream_corpus
-from polytask.training.checkpoint import write_json
+from polytask.training.engine import StepEngine
 from polytask.training.logging import MetricsLogger, Progress
-from polytask.training.optim import adamw
+from polytask.training.optim import adamw, decay_groups
 
 if TYPE_CHECKING:
     from datasets import IterableDataset
@@ -121,9 +121,9 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         if len(texts) < 2:
             raise DataError(ONE_TEXT, path=cfg.text)
 
-    from polytask.training.loop import _accelerator
+    from polytask.training.run import make_accelerator
 
-    accelerator = _accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+    accelerator = make_accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
     main = accelerator.is_main_process
     set_seed(cfg.seed)
     model, tokenizer, notes = load_masked_lm(cfg.encoder)
@@ -176,11 +176,12 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         with corpus_errors(cfg.text, cfg.encoding):
             yield from ids
 
-    optimizer = adamw(_param_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
+    optimizer = adamw(decay_groups([p for p in model.parameters() if p.requires_grad], cfg.weight_decay), cfg.lr, accelerator.device)
     from transformers import get_linear_schedule_with_warmup
 
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    engine = StepEngine(accelerator, model, optimizer, scheduler, cfg.max_grad_norm)
 
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +203,6 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
     logger.log("eval", 0, 0, {"perplexity": _nan(ppl_before)})
 
     step, epoch, seen, shown = 0, 0, 0, float("nan")
-    window: list[torch.Tensor] = []
     t0 = time.perf_counter()
     model.train()
     with progress:
@@ -216,23 +216,17 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
                                  labels=batch["labels"]).loss
                 if not torch.isfinite(loss.detach()):
                     # A batch of very short texts can draw no token to predict (loss 0/0): skip it.
-                    optimizer.zero_grad(set_to_none=True)
+                    engine.discard()
                     continue
-                accelerator.backward(loss)
-                if cfg.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                engine.backward(loss)
+                engine.step()
                 step += 1
                 seen += len(seqs) * accelerator.num_processes
-                window.append(loss.detach())
+                engine.record(loss)
                 speed = seen / max(time.perf_counter() - t0, 1e-9)
                 if step % cfg.log_every == 0 or step == total_steps:
-                    shown = float(torch.stack(window).float().mean())
-                    window = []
-                    logger.log("train", step, epoch, {"loss": shown, "lr": scheduler.get_last_lr()[0],
-                                                       "examples_per_second": speed})
+                    shown = engine.mean_loss()
+                    logger.log("train", step, epoch, {"loss": shown, "lr": engine.lr, "examples_per_second": speed})
                 progress.update(step, loss=shown, speed=speed, epoch=epoch + 1)
                 if step >= total_steps:
                     break
@@ -402,30 +396,19 @@ def masked_lm_loss(model: nn.Module, batches: list[dict[str, torch.Tensor]], acc
 
 
 def save_model_atomically(model: nn.Module, tokenizer: Any, model_dir: Path) -> None:
-    """Write the model folder beside its place, then rename it in (replacing an older one)."""
-    model_dir = Path(model_dir)
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp-{os.getpid()}")
-    old = model_dir.with_name(f".{model_dir.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if model_dir.exists():
-        model_dir.rename(old)
-    tmp.rename(model_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    """Write the model folder beside its place, then swap it in (replacing an older one)."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    write_dir(model_dir, write)
 
 
 def _collator(tokenizer: Any, probability: float, seed: int) -> Any:
     from transformers import DataCollatorForLanguageModeling
 
     return DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability, seed=seed)
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    # Biases and LayerNorm weights (1-d) get no weight decay, as in BERT's recipe.
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
 def _perplexity(loss: float | None) -> float | None:

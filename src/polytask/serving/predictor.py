@@ -25,7 +25,7 @@ import torch
 
 from polytask.data.example import Example
 from polytask.errors import ConfigError, DataError
-from polytask.export.save_load import LoadedRun, load_run
+from polytask.runs import LoadedRun, load_run
 from polytask.tasks import (
     ClassificationTask,
     MultilabelTask,

@@ -158,7 +158,7 @@ def plan_study(study: StudyConfig, output_dir: str | Path | None = None) -> Stud
                 )
         if arm.init_from and arm.init_from not in study.sources:
             try:
-                from polytask.export.save_load import find_checkpoint
+                from polytask.runs import find_checkpoint
 
                 find_checkpoint(arm.init_from)
             except CheckpointError as exc:

@@ -15,7 +15,6 @@ moment leaves either the previous checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from polytask.errors import CheckpointError
+from polytask.io import commit_dir, write_dir, write_json, write_with  # noqa: F401  (commit_dir, write_json: re-exported)
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -43,16 +43,6 @@ def versions() -> dict[str, str]:
     return {"polytask": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _tensors_for_saving(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # safetensors refuses views that share storage; a contiguous CPU copy of each is always safe.
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
@@ -61,25 +51,11 @@ def _tensors_for_saving(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write one safetensors file atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(_tensors_for_saving(tensors), str(tmp))
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: save_file(_tensors_for_saving(tensors), str(tmp)))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
-
-
-def commit_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written folder into place; keep the previous one until the new one is there."""
-    old = final.with_name(f".old-{final.name}")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def resolve_dir(final: Path) -> Path | None:
@@ -110,24 +86,19 @@ def save_checkpoint(
         optimizer: saved for exact resume when given.
         trainer_state: loop position and scheduler state, saved with the RNG states.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_file(_tensors_for_saving(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
-    write_json(tmp / META_FILE, {"format_version": FORMAT_VERSION, "versions": versions(), **meta})
-    if encoder_files is not None:
-        shutil.copytree(encoder_files, tmp / ENCODER_DIR)
-    if optimizer is not None:
-        tensors, groups = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, str(tmp / OPTIM_FILE))
-        rng_tensors, rng_json = _rng_state()
-        save_file(rng_tensors, str(tmp / "rng.safetensors"))
-        write_json(tmp / STATE_FILE, {**(trainer_state or {}), "param_groups": groups, "rng": rng_json})
-    commit_dir(tmp, final)
-    return final
+    def write(tmp: Path) -> None:
+        save_file(_tensors_for_saving(model_state), str(tmp / MODEL_FILE), metadata={"format": "pt"})
+        write_json(tmp / META_FILE, {"format_version": FORMAT_VERSION, "versions": versions(), **meta})
+        if encoder_files is not None:
+            shutil.copytree(encoder_files, tmp / ENCODER_DIR)
+        if optimizer is not None:
+            tensors, groups = _flatten_optimizer(optimizer.state_dict())
+            save_file(tensors, str(tmp / OPTIM_FILE))
+            rng_tensors, rng_json = _rng_state()
+            save_file(rng_tensors, str(tmp / "rng.safetensors"))
+            write_json(tmp / STATE_FILE, {**(trainer_state or {}), "param_groups": groups, "rng": rng_json})
+
+    return write_dir(final, write)
 
 
 def load_meta(directory: Path) -> dict[str, Any]:

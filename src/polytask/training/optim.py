@@ -12,23 +12,33 @@ from transformers import get_linear_schedule_with_warmup
 from polytask.config.schema import TrainConfig
 
 
-def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Encoder and heads, each split into decayed weights and undecayed biases/norms.
+def decay_groups(params: Any, weight_decay: float, lr: float | None = None) -> list[dict]:
+    """The one parameter-group builder: matrices decayed, biases and LayerNorm weights (1-d) not.
 
-    Biases and LayerNorm weights (the 1-d parameters) get no weight decay, as in BERT's recipe
-    (Devlin et al. 2019) and the HF Trainer, so the two compare fairly.
+    As in BERT's recipe (Devlin et al. 2019) and the HF Trainer, so the two compare fairly.
+    Empty groups are left out; ``lr`` (when given) is set on each group.
     """
-    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    params = list(params)
+    out = []
+    for decay in (True, False):
+        ps = [p for p in params if (p.ndim > 1) == decay]
+        if ps:
+            group: dict[str, Any] = {"params": ps, "weight_decay": weight_decay if decay else 0.0}
+            if lr is not None:
+                group["lr"] = lr
+            out.append(group)
+    return out
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Encoder at ``lr`` and everything else (heads, towers, weightings) at ``head_lr``, each split
+    by ``decay_groups``."""
     # Frozen parameters stay in the optimiser: a strategy may unfreeze them later, and AdamW
     # skips a parameter whose gradient is None.
-    for name, p in model.named_parameters():
-        part = "encoder" if name.startswith("encoder.") else "heads"
-        groups.setdefault((part, p.ndim > 1), []).append(p)
-    out = []
-    for (part, decay), params in groups.items():
-        lr = cfg.head_lr if (part == "heads" and cfg.head_lr) else cfg.lr
-        out.append({"params": params, "lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0})
-    return out
+    named = list(model.named_parameters())
+    encoder = [p for n, p in named if n.startswith("encoder.")]
+    rest = [p for n, p in named if not n.startswith("encoder.")]
+    return decay_groups(encoder, cfg.weight_decay, cfg.lr) + decay_groups(rest, cfg.weight_decay, cfg.head_lr or cfg.lr)
 
 
 def adamw(params: Any, lr: float, device: torch.device | str | None = None, **kwargs: Any) -> torch.optim.AdamW:

@@ -56,9 +56,9 @@ class Strategies:
         return all(m.saves_full_model for m in self.members)
 
     def prepare(self, model: nn.Module, tasks: dict[str, Any], train_features: dict[str, list[dict[str, Any]]],
-                pad_id: int, device: torch.device, progress: bool = True) -> None:
+                pad_id: int, accelerator: Any, progress: bool = True) -> None:
         for m in self.members:
-            m.prepare(model, tasks, train_features, pad_id, device, progress)
+            m.prepare(model, tasks, train_features, pad_id, accelerator, progress)
 
     def setup(self, model: nn.Module, anchor: dict[str, torch.Tensor] | None = None) -> None:
         for m in self.members:
@@ -83,6 +83,14 @@ class Strategies:
         for m in self.members:
             state = m.checkpoint_state(model, state)
         return state
+
+    def restore(self, model: nn.Module) -> None:
+        for m in self.members:
+            m.restore(model)
+
+    def merge(self, model: nn.Module) -> None:
+        for m in self.members:
+            m.merge(model)
 
 
 def build_strategies(config: TransferConfig) -> Strategies:

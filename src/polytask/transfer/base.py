@@ -5,8 +5,10 @@ A strategy sees the model at these points, each a no-op unless the member overri
 contrastive phase that tunes the encoder), ``setup`` (once, before the optimiser, also on resume;
 e.g. freeze, or wrapping the encoder in adapters), ``param_groups`` (optimiser groups; e.g.
 layer-wise learning rates), ``on_step`` (before each optimizer step; e.g. gradual unfreezing),
-``penalty`` (added to the loss; e.g. L2-SP) and ``checkpoint_state`` (which weights a
-checkpoint holds; e.g. only adapters and heads). Several strategies combine in order.
+``penalty`` (added to the loss; e.g. L2-SP), ``checkpoint_state`` (which weights a
+checkpoint holds; e.g. only adapters and heads) and its mirror ``restore`` (make a freshly built
+model ready to take such a checkpoint; e.g. inject the adapters), and ``merge`` (fold what the
+strategy added into plain weights once loaded). Several strategies combine in order.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Strategy:
         tasks: dict[str, Any],
         train_features: dict[str, list[dict[str, Any]]],
         pad_id: int,
-        device: torch.device,
+        accelerator: Any,
         progress: bool = True,
     ) -> None:
         """Called once on a fresh run (not on resume), before ``setup``.
@@ -58,7 +60,8 @@ class Strategy:
             tasks: the tasks by name (``task.collate(features, pad_id)`` makes a batch).
             train_features: each task's encoded training examples (with ``labels``).
             pad_id: the tokenizer's padding id.
-            device: where training will run.
+            accelerator: the run's Accelerator (``accelerator.device`` is where training runs);
+                a phase that trains steps through a ``training.engine.StepEngine`` on it.
             progress: whether a progress bar may be shown.
         """
 
@@ -79,6 +82,13 @@ class Strategy:
     def checkpoint_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The weights a checkpoint keeps, from the full ``state``; everything by default."""
         return state
+
+    def restore(self, model: nn.Module) -> None:
+        """Make a model built from the starting encoder ready to take this strategy's checkpoint
+        (called when a saved run is loaded, before its weights); a no-op by default."""
+
+    def merge(self, model: nn.Module) -> None:
+        """After loading, fold what this strategy added into plain weights (a no-op by default)."""
 
 
 STRATEGIES: Registry[Strategy] = Registry("transfer strategy")

@@ -129,7 +129,7 @@ class ContrastiveFewShot(Strategy):
         tasks: dict[str, Any],
         train_features: dict[str, list[dict[str, Any]]],
         pad_id: int,
-        device: torch.device,
+        accelerator: Any,
         progress: bool = True,
     ) -> None:
         opts: ContrastiveFewShotConfig = self.options or ContrastiveFewShotConfig()
@@ -148,15 +148,18 @@ class ContrastiveFewShot(Strategy):
         from transformers import get_linear_schedule_with_warmup
 
         from polytask.evaluation.evaluate import move
+        from polytask.training.engine import StepEngine
         from polytask.training.logging import Progress
         from polytask.training.optim import adamw
 
+        device = accelerator.device
         encoder = model.encoder
         home = next(encoder.parameters()).device
         was_training = encoder.training
         params = [p for p in encoder.parameters() if p.requires_grad]
         optimizer = adamw(params, opts.lr, device, weight_decay=0.0)
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(opts.warmup_ratio * total), total)
+        engine = StepEngine(accelerator, model, optimizer, scheduler, max_grad_norm=1.0, clip_parameters=params)
         bar = Progress(total, enabled=progress)
         n_pos = sum(1 for _, p in pairs if p[2] == 1.0)
         bar.note(f"contrastive_few_shot: {len(pairs)} pairs ({n_pos} same-class, {len(pairs) - n_pos} "
@@ -173,11 +176,8 @@ class ContrastiveFewShot(Strategy):
                 for start in range(0, len(order), opts.batch_size):
                     chunk = [pairs[k] for k in order[start : start + opts.batch_size]]
                     loss = self._step_loss(model, tasks, train_features, chunk, pad_id, device, move)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    engine.backward(loss)
+                    engine.step()
                     step += 1
                     bar.update(step, loss=float(loss.detach()), speed=0.0, epoch=epoch + 1)
         encoder.train(was_training)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from polytask.config.schema import TrainConfig
+from polytask.training.optim import decay_groups
 from polytask.transfer.base import STRATEGIES, Strategy, encoder_groups, head_parameters
 
 
@@ -26,15 +27,6 @@ class DiscriminativeLrConfig:
             raise ValueError(f"decay must be in (0, 1]; got {self.decay}")
 
 
-def split_decay(params: list[nn.Parameter], lr: float, weight_decay: float) -> list[dict]:
-    """Two groups at one learning rate: matrices decayed, biases and norms (1-d) not."""
-    out = []
-    for decay, ps in ((True, [p for p in params if p.ndim > 1]), (False, [p for p in params if p.ndim <= 1])):
-        if ps:
-            out.append({"params": ps, "lr": lr, "weight_decay": weight_decay if decay else 0.0})
-    return out
-
-
 @STRATEGIES.register("discriminative_lr")
 class DiscriminativeLr(Strategy):
     options_class = DiscriminativeLrConfig
@@ -44,6 +36,6 @@ class DiscriminativeLr(Strategy):
         n = len(groups)
         out: list[dict] = []
         for i, params in enumerate(groups):
-            out.extend(split_decay(params, cfg.lr * self.options.decay ** (n - 1 - i), cfg.weight_decay))
-        out.extend(split_decay(head_parameters(model), cfg.head_lr or cfg.lr, cfg.weight_decay))
+            out.extend(decay_groups(params, cfg.weight_decay, cfg.lr * self.options.decay ** (n - 1 - i)))
+        out.extend(decay_groups(head_parameters(model), cfg.weight_decay, cfg.head_lr or cfg.lr))
         return out

@@ -15,7 +15,7 @@ import torch
 
 from polytask.config.loader import parse_config
 from polytask.errors import ConfigError
-from polytask.export.save_load import find_checkpoint
+from polytask.runs import find_checkpoint
 from polytask.training import checkpoint as ckpt
 
 

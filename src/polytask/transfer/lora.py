@@ -207,6 +207,13 @@ class Lora(Strategy):
             raise RuntimeError("lora: checkpoint_state called before setup")
         return {k: v for k, v in state.items() if not k.startswith("encoder.") or k in self._kept}
 
+    def restore(self, model: nn.Module) -> None:
+        """A loaded lora run is its base encoder with the adapters put back in."""
+        self.setup(model)
+
+    def merge(self, model: nn.Module) -> None:
+        merge_adapters(model.encoder.model)
+
 
 def _not_transformer(what: str) -> str:
     return (f"lora needs a transformer encoder (encoder.type: transformer), but {what}; "
@@ -237,9 +244,3 @@ def merge_adapters(module: nn.Module) -> int:
         setattr(parent, child, layer.get_base_layer())
     _drop_peft_config(module)
     return len(adapted)
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

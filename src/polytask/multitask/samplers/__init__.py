@@ -2,7 +2,7 @@
 
 Importing this package imports every member module, so each registers itself in ``SAMPLERS``;
 a third-party sampler is named by import path (``my_pkg.samplers:MySampler``) and must set
-``config_class`` to its options dataclass.
+``options_class`` to its options dataclass.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def build_sampler(
             keys), no tasks, a task with no training data, or member-specific checks.
     """
     cls = SAMPLERS.get(name, field=NAME_FIELD)
-    config = build_options(cls.config_class, options, name=getattr(cls, "registry_name", name), kind="task sampler",
+    config = build_options(cls.options_class, options, name=getattr(cls, "registry_name", name), kind="task sampler",
                            field=OPTIONS_FIELD)
     return cls(task_sizes, config)
 

@@ -44,7 +44,7 @@ class AnnealedSampler(TaskSampler):
         config: an ``AnnealedSamplerConfig``.
     """
 
-    config_class = AnnealedSamplerConfig
+    options_class = AnnealedSamplerConfig
 
     def probabilities(self, progress: float) -> dict[str, float]:
         alpha = 1.0 - self.config.anneal_factor * check_progress(progress)

@@ -23,14 +23,14 @@ class TaskSampler(ABC):
 
     Args:
         task_sizes: training batches (or examples) per task, in task order; every size > 0.
-        config: the member's config dataclass (``config_class``).
+        config: the member's config dataclass (``options_class``).
 
     Raises:
         ConfigError: no tasks, or a task with no training data.
     """
 
     registry_name: str
-    config_class: type  # the member's options dataclass, built by ``build_sampler``
+    options_class: type  # the member's options dataclass, built by ``build_sampler``
 
     def __init__(self, task_sizes: dict[str, int], config: Any):
         self.task_sizes = check_task_sizes(task_sizes)

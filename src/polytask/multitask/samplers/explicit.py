@@ -48,7 +48,7 @@ class ExplicitSampler(TaskSampler):
         ConfigError: a weight for an unknown task, or no positive weight.
     """
 
-    config_class = ExplicitSamplerConfig
+    options_class = ExplicitSamplerConfig
 
     def __init__(self, task_sizes: dict[str, int], config: ExplicitSamplerConfig):
         super().__init__(task_sizes, config)

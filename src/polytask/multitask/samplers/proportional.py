@@ -26,7 +26,7 @@ class ProportionalSampler(TaskSampler):
         config: a ``ProportionalSamplerConfig``.
     """
 
-    config_class = ProportionalSamplerConfig
+    options_class = ProportionalSamplerConfig
 
     def __init__(self, task_sizes: dict[str, int], config: ProportionalSamplerConfig):
         super().__init__(task_sizes, config)

@@ -44,7 +44,7 @@ class TemperatureSampler(TaskSampler):
         config: a ``TemperatureSamplerConfig``.
     """
 
-    config_class = TemperatureSamplerConfig
+    options_class = TemperatureSamplerConfig
 
     def __init__(self, task_sizes: dict[str, int], config: TemperatureSamplerConfig):
         super().__init__(task_sizes, config)

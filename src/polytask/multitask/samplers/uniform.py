@@ -31,7 +31,7 @@ class UniformSampler(TaskSampler):
         config: a ``UniformSamplerConfig``.
     """
 
-    config_class = UniformSamplerConfig
+    options_class = UniformSamplerConfig
 
     def probabilities(self, progress: float) -> dict[str, float]:
         check_progress(progress)

@@ -2,7 +2,7 @@
 
 Importing this package imports every member module, so each registers itself in
 ``SURGERIES``; a third-party surgery is named by import path (``my_pkg.surgery:MySurgery``)
-and must set ``config_class`` to its options dataclass.
+and must set ``options_class`` to its options dataclass.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def build_surgery(name: str, options: dict[str, Any] | None = None) -> GradientS
             allowed keys).
     """
     cls = SURGERIES.get(name, field=NAME_FIELD)
-    config = build_options(cls.config_class, options, name=getattr(cls, "registry_name", name),
+    config = build_options(cls.options_class, options, name=getattr(cls, "registry_name", name),
                            kind="gradient surgery", field=OPTIONS_FIELD)
     return cls(config)
 

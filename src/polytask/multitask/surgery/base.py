@@ -29,11 +29,12 @@ class GradientSurgery(ABC):
     Surgeries hold no state between steps: everything they need comes in through ``combine``.
 
     Args:
-        config: the member's config dataclass (``config_class``).
+        config: the member's config dataclass (``options_class``).
     """
 
     registry_name: str
-    config_class: type  # the member's options dataclass, built by ``build_surgery``
+    options_class: type  # the member's options dataclass, built by ``build_surgery``
+    needs_all_tasks: bool = True  # a surgery compares every task's gradient of the same step
 
     def __init__(self, config: Any):
         self.config = config

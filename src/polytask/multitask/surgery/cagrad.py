@@ -62,7 +62,7 @@ class CAGrad(GradientSurgery):
         config: a ``CAGradConfig``.
     """
 
-    config_class = CAGradConfig
+    options_class = CAGradConfig
 
     def __init__(self, config: CAGradConfig):
         super().__init__(config)

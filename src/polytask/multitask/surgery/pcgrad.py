@@ -57,7 +57,7 @@ class PCGrad(GradientSurgery):
         config: a ``PCGradConfig``.
     """
 
-    config_class = PCGradConfig
+    options_class = PCGradConfig
 
     def __init__(self, config: PCGradConfig):
         super().__init__(config)

@@ -2,7 +2,7 @@
 
 Importing this package imports every member module, so each registers itself in
 ``WEIGHTINGS``; a third-party weighting is named by import path
-(``my_pkg.weighting:MyWeighting``) and must set ``config_class`` to its options dataclass.
+(``my_pkg.weighting:MyWeighting``) and must set ``options_class`` to its options dataclass.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def build_weighting(
             allowed keys), no tasks, or member-specific checks.
     """
     cls = WEIGHTINGS.get(name, field=NAME_FIELD)
-    config = build_options(cls.config_class, options, name=getattr(cls, "registry_name", name), kind="loss weighting",
+    config = build_options(cls.options_class, options, name=getattr(cls, "registry_name", name), kind="loss weighting",
                            field=OPTIONS_FIELD)
     return cls(tasks, config)
 

@@ -47,7 +47,7 @@ class DWAWeighting(LossWeighting):
         config: a ``DWAWeightingConfig``.
     """
 
-    config_class = DWAWeightingConfig
+    options_class = DWAWeightingConfig
 
     def __init__(self, tasks: list[str], config: DWAWeightingConfig):
         super().__init__(tasks, config)

@@ -30,7 +30,7 @@ class EqualWeighting(LossWeighting):
         config: an ``EqualWeightingConfig``.
     """
 
-    config_class = EqualWeightingConfig
+    options_class = EqualWeightingConfig
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         present = self.present(losses)

@@ -16,18 +16,15 @@ larger target gradient norm and so a larger weight.
 GradNorm needs *every* task's loss in the same step (all G_i and r_i are compared), so it does
 not fit one-task-per-step sampling: ``gradnorm_loss`` raises when a task is missing.
 
-Training-loop sketch::
-
-    total = weighting(losses)                           # sum_i w_i L_i, w detached
-    gn = weighting.gradnorm_loss(losses, shared_params)
-    w_grad, = torch.autograd.grad(gn, [weighting.task_weights], retain_graph=True)
-    total.backward(); weighting.task_weights.grad = w_grad
-    optimizer.step(); weighting.renormalise()
+In the loop (``backward`` and ``after_step``): the weights' gradient from ``gradnorm_loss`` is
+taken first, then each task's weighted loss is back-propagated; after the optimizer step the
+weights are renormalised.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,7 +62,8 @@ class GradNormWeighting(LossWeighting):
         config: a ``GradNormWeightingConfig``.
     """
 
-    config_class = GradNormWeightingConfig
+    options_class = GradNormWeightingConfig
+    needs_all_tasks = True
 
     def __init__(self, tasks: list[str], config: GradNormWeightingConfig):
         super().__init__(tasks, config)
@@ -124,6 +122,17 @@ class GradNormWeighting(LossWeighting):
         inverse_rate = ratio / ratio.mean()  # (K,) r_i
         target = (g.mean() * inverse_rate.pow(self.config.alpha)).detach()  # (K,)
         return (g - target).abs().sum()
+
+    def backward(self, losses: dict[str, torch.Tensor], step: Any) -> None:
+        top = step.top_shared_parameters()
+        w_grad, = torch.autograd.grad(self.gradnorm_loss(losses, top), [self.task_weights], retain_graph=True)
+        # Averaged over the rounds accumulated into one optimizer step, as the losses are.
+        previous = self.task_weights.grad
+        self.task_weights.grad = w_grad / step.rounds + (previous if previous is not None else 0)
+        super().backward(losses, step)
+
+    def after_step(self, step: Any) -> None:
+        self.renormalise()
 
     @torch.no_grad()
     def renormalise(self) -> None:

@@ -44,7 +44,7 @@ class StaticWeighting(LossWeighting):
         ConfigError: a weight for an unknown task.
     """
 
-    config_class = StaticWeightingConfig
+    options_class = StaticWeightingConfig
 
     def __init__(self, tasks: list[str], config: StaticWeightingConfig):
         super().__init__(tasks, config)

@@ -38,7 +38,7 @@ class UncertaintyWeighting(LossWeighting):
         config: an ``UncertaintyWeightingConfig``.
     """
 
-    config_class = UncertaintyWeightingConfig
+    options_class = UncertaintyWeightingConfig
 
     def __init__(self, tasks: list[str], config: UncertaintyWeightingConfig):
         super().__init__(tasks, config)

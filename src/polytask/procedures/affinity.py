@@ -31,7 +31,6 @@ Shape legend: K tasks.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from torch import nn
 
 from polytask.config.schema import ExperimentConfig, TrainConfig
 from polytask.errors import ConfigError
+from polytask.io import write_with
 from polytask.tasks.base import Features, Task
 
 JSON_NAME = "affinity.json"
@@ -128,7 +128,7 @@ class AffinityResult:
         Returns:
             (json path, png path).
         """
-        from polytask.training.checkpoint import write_json
+        from polytask.io import write_json
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -183,6 +183,7 @@ def measure_affinity(
     from polytask.encoders import build_encoder
     from polytask.multitask.model import PolytaskModel
     from polytask.training.logging import Progress
+    from polytask.training.run import make_accelerator
     from polytask.training.setup import prepare_tasks
 
     if len(cfg.tasks) < 2:
@@ -199,19 +200,19 @@ def measure_affinity(
 
     data = prepare_tasks(cfg)  # bad data fails here, before the model loads
     tasks = {name: td.task for name, td in data.items()}
+    accelerator = make_accelerator(cpu=tc.cpu)
     set_seed(seed)
     encoder = build_encoder(cfg.encoder)
     model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout)
     tokenizer = encoder.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     features = {name: [td.task.encode(ex, tokenizer) for ex in td.splits["train"]] for name, td in data.items()}
-    device = torch.device("cuda" if torch.cuda.is_available() and not tc.cpu else "cpu")
 
     show = tc.progress if progress is None else progress
     with Progress(steps, enabled=show) as bar:
         stats = measure_model_affinity(
             model, tasks, features, tc, steps=steps, lookahead_lr=lookahead_lr, every=every, seed=seed,
-            pad_id=pad_id, device=device, on_step=bar.update,
+            pad_id=pad_id, device=accelerator.device, on_step=bar.update, accelerator=accelerator,
         )
     names = list(tasks)
     result = AffinityResult(
@@ -261,6 +262,7 @@ def measure_model_affinity(
     pad_id: int = 0,
     device: torch.device | None = None,
     on_step: Any = None,
+    accelerator: Any = None,
 ) -> AffinityStats:
     """The measuring run on a built model (``measure_affinity`` builds one from a config).
 
@@ -278,11 +280,15 @@ def measure_model_affinity(
         pad_id: the tokenizer's padding id.
         device: where to run (default: CPU).
         on_step: called as ``on_step(step, loss, examples_per_second, epoch)`` after each step.
+        accelerator: the Accelerator the step engine steps through (default: one for ``device``).
     """
     from polytask.evaluation.evaluate import move
+    from polytask.training.engine import StepEngine
     from polytask.training.optim import build_optimizer
+    from polytask.training.run import make_accelerator
 
     device = device or torch.device("cpu")
+    accelerator = accelerator or make_accelerator(cpu=device.type == "cpu")
     model.to(device)
     names = list(tasks)
     k = len(names)
@@ -299,7 +305,10 @@ def measure_model_affinity(
     trainable = [p for p in model.parameters() if p.requires_grad]
     # What each task's loss reaches: the shared encoder and its own head.
     reach = {n: shared + [p for p in model.heads[n].parameters() if p.requires_grad] for n in names}
-    optimizer = build_optimizer(model, train, device=device)
+    # The lookahead needs each task's gradient on its own (autograd.grad, not backward), so the
+    # procedure writes the summed gradients itself; the engine clips and steps.
+    engine = StepEngine(accelerator, model, build_optimizer(model, train, device=device), None, train.max_grad_norm,
+                        clip_parameters=trainable)
 
     # Summed on the device: no host sync per lookahead.
     total = torch.zeros(k, k, dtype=torch.float64, device=device)  # (K, K) sum of Z over measurements
@@ -322,7 +331,7 @@ def measure_model_affinity(
             model.eval()
             before = losses(batches)  # (K,)
         model.train()
-        optimizer.zero_grad(set_to_none=True)
+        engine.discard()
         grads: list[list[torch.Tensor]] = []  # per task: its gradient of each shared parameter
         step_loss = 0.0
         for n in names:
@@ -355,9 +364,7 @@ def measure_model_affinity(
             del saved, grads
             measured += 1
             model.train()
-        if train.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, train.max_grad_norm)
-        optimizer.step()
+        engine.step()
         if on_step is not None:
             on_step(step + 1, step_loss / k, examples / max(time.perf_counter() - start, 1e-9), 0)
 
@@ -559,7 +566,4 @@ def plot_affinity(matrix: list[list[float]], names: list[str], path: str | Path,
     fig.text(0.01, 0.01, "grey diagonal: a task's effect on itself", fontsize=7, color="#555555")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
-    return path
+    return write_with(path, lambda tmp: fig.savefig(tmp, dpi=120))

@@ -1,0 +1,195 @@
+"""The run folder: its layout, finding a checkpoint, loading a run, the encoder a run starts from.
+
+A run directory::
+
+    config.yaml            the resolved experiment
+    encoder/               what rebuilds the encoder without weights (architecture, tokenizer)
+    anchor.safetensors     the starting encoder weights, when a strategy needs them (l2_sp)
+    init_from.json         what an ``init_from`` start loaded, skipped and added
+    metrics.jsonl, tb/     logs
+    results.json           the summary of a finished (or interrupted) run
+    checkpoints/best/      the best evaluation's weights  } see ``training/checkpoint.py``
+    checkpoints/last/      the latest, with optimizer and loop state for --resume
+
+Every path string of that layout lives here. Loading never unpickles. Which weights a checkpoint
+holds, and how a model is made ready to take them, is the transfer strategies' business
+(``checkpoint_state`` / ``restore`` / ``merge``): nothing here names a strategy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polytask.config.loader import parse_config
+from polytask.config.schema import ExperimentConfig
+from polytask.encoders import ENCODERS, Encoder, build_encoder
+from polytask.errors import CheckpointError, ConfigError
+from polytask.multitask.model import PolytaskModel, build_weighting_for
+from polytask.tasks import build_task
+from polytask.tasks.base import Task
+from polytask.training import checkpoint as ckpt
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+ANCHOR_FILE = "anchor.safetensors"
+INIT_REPORT_FILE = "init_from.json"
+CHECKPOINTS_DIR = "checkpoints"
+ENCODER_DIR = ckpt.ENCODER_DIR
+CHECKPOINT_NAMES = ("best", "last")
+
+
+def default_run_dir(cfg: ExperimentConfig) -> Path:
+    """``cfg.output_dir``, else ``runs/<name>``."""
+    return Path(cfg.output_dir or Path("runs") / cfg.name)
+
+
+def checkpoint_dir(run_dir: str | Path, name: str) -> Path:
+    """Where checkpoint ``name`` (``best`` or ``last``) of a run is written."""
+    if name not in CHECKPOINT_NAMES:
+        raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINT_NAMES)}; got {name!r}")
+    return Path(run_dir) / CHECKPOINTS_DIR / name
+
+
+def existing_checkpoint(run_dir: str | Path, name: str) -> Path | None:
+    """The readable folder of checkpoint ``name`` (its previous version after a crash mid-swap)."""
+    return ckpt.resolve_dir(checkpoint_dir(run_dir, name))
+
+
+@dataclass
+class LoadedRun:
+    model: PolytaskModel
+    tasks: dict[str, Task]
+    config: ExperimentConfig
+    checkpoint_dir: Path
+    meta: dict
+
+
+def find_checkpoint(path: str | Path, checkpoint: str = "best") -> Path:
+    """The checkpoint folder for a run directory (``best``, falling back to ``last``) or itself."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory")
+    direct = ckpt.resolve_dir(path)
+    if direct is not None and (direct / ckpt.MODEL_FILE).is_file():
+        return direct
+    order = [checkpoint] + (["last"] if checkpoint == "best" else [])
+    for name in order:
+        found = existing_checkpoint(path, name)
+        if found is not None:
+            return found
+    raise CheckpointError(
+        f"{path}: no checkpoint found (looked for checkpoints/{' and checkpoints/'.join(order)}); "
+        "is this a polytask run directory, and did training save at least one evaluation?"
+    )
+
+
+def load_run(
+    path: str | Path, checkpoint: str = "best", merge: bool = True, base_encoder: str | None = None
+) -> LoadedRun:
+    """Model, tasks (with their label sets) and config of a saved run, in eval mode on the CPU.
+
+    A run whose strategies save every weight is rebuilt from its own encoder files. One that saves
+    only part of them (``lora``: adapters and heads) is rebuilt from its starting encoder, made
+    ready by the strategies' ``restore``, then given the saved weights.
+
+    Args:
+        path: a run directory or a checkpoint folder.
+        checkpoint: ``best`` (falling back to ``last``) or ``last``.
+        merge: let the strategies fold what they added into plain weights (lora: the adapters
+            into the base weights, so the model is as fast as the base); False keeps them.
+        base_encoder: for a partial-checkpoint run, load the starting encoder from here instead of
+            the run's ``encoder.name_or_path`` (the base model moved); it must hold the same weights.
+    """
+    from polytask.transfer import build_strategies
+
+    cdir = find_checkpoint(path, checkpoint)
+    meta = ckpt.load_meta(cdir)
+    cfg = parse_config(meta["config"])
+    tasks: dict[str, Task] = {}
+    for tcfg in cfg.tasks:
+        task = build_task(tcfg, cfg.train.max_length)
+        task.load_state(meta["tasks"][tcfg.name])
+        tasks[tcfg.name] = task
+    strategies = build_strategies(cfg.transfer)
+    if strategies.saves_full_model:
+        encoder = encoder_class(cfg).from_files(cdir / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
+    else:
+        encoder = _base_encoder(cfg, cdir, base_encoder)
+    model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=build_weighting_for(cfg, list(tasks)))
+    strategies.restore(model)
+    load_weights(model, cdir, strategies, source=base_encoder or cfg.transfer.init_from or cfg.encoder.name_or_path)
+    if merge:
+        strategies.merge(model)
+    model.eval()
+    return LoadedRun(model, tasks, cfg, cdir, meta)
+
+
+def load_weights(model: PolytaskModel, cdir: Path, strategies: Any, source: str | None = None) -> None:
+    """Load checkpoint ``cdir``'s weights into ``model``; they must be exactly the weights the
+    strategies' ``checkpoint_state`` keeps (all of them by default)."""
+    state = ckpt.load_model_state(cdir)
+    expected = set(strategies.checkpoint_state(model, model.state_dict()))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same names, other shapes: another base model
+        raise CheckpointError(
+            f"{cdir}: the saved weights do not fit the model built from {source!r} "
+            f"({' '.join(str(exc).split())[:300]}...); the base model must be the one the run was trained from"
+        ) from exc
+    missing = [k for k in missing if k in expected]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{cdir}: weights do not fit the saved architecture (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+
+
+def _base_encoder(cfg: ExperimentConfig, cdir: Path, base_encoder: str | None) -> Encoder:
+    source = base_encoder or cfg.transfer.init_from or cfg.encoder.name_or_path
+    try:
+        if base_encoder is not None:
+            return build_encoder(cfg.encoder.model_copy(update={"name_or_path": base_encoder}))
+        return starting_encoder(cfg)[0]
+    except (ConfigError, CheckpointError) as exc:
+        field = "transfer.init_from" if cfg.transfer.init_from and base_encoder is None else "encoder.name_or_path"
+        raise CheckpointError(
+            f"{cdir}: this run saved only part of its weights (adapters and heads); its base encoder "
+            f"{source!r} ({field}) cannot be loaded ({exc}). Put the base model back there, or pass "
+            "load_run(..., base_encoder=<folder with the same weights>)"
+        ) from exc
+
+
+def encoder_class(cfg: ExperimentConfig) -> type[Encoder]:
+    return ENCODERS.get(cfg.encoder.type, field="encoder.type")
+
+
+def starting_encoder(cfg: ExperimentConfig, texts: Callable[[], Iterator[str]] | None = None) -> tuple[Encoder, Any]:
+    """The encoder a run of ``cfg`` starts from, and what an ``init_from`` start loaded.
+
+    That is the ``transfer.init_from`` run's trained encoder with its tokenizer (a run with a
+    partial checkpoint is loaded whole, what its strategies added merged in), or the pretrained
+    ``encoder.name_or_path``; a word encoder builds its vocabulary from ``texts``.
+
+    Returns:
+        (encoder, report): the report (``InitReport``) is None without ``init_from``.
+    """
+    from polytask.transfer import build_strategies
+    from polytask.transfer.init_from_run import InitReport, load_matching, source_checkpoint
+
+    if not cfg.transfer.init_from:
+        return build_encoder(cfg.encoder, texts=texts), None
+    src = source_checkpoint(cfg.transfer.init_from, cfg.encoder.type)
+    src_cfg = parse_config(ckpt.load_meta(src)["config"])
+    if not build_strategies(src_cfg.transfer).saves_full_model:
+        # A partial source holds no base weights: its trained encoder is the rebuilt one, whole.
+        source_model = load_run(src).model
+        report = InitReport(source=cfg.transfer.init_from)
+        report.loaded = [k for k in source_model.state_dict() if k.startswith("encoder.")]
+        report.skipped = [k for k in source_model.state_dict() if not k.startswith("encoder.")]
+        return source_model.encoder, report
+    encoder = encoder_class(cfg).from_files(src / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
+    # Matching runs on a model without heads: the report's "new" lists only encoder tensors.
+    return encoder, load_matching(PolytaskModel(encoder, {}), src, cfg.transfer.init_from)
