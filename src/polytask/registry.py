@@ -8,7 +8,8 @@ Third-party members plug in by import path: ``my_pkg.tasks:MyTask``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import pkgutil
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from polytask.errors import ConfigError
@@ -65,3 +66,18 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._members
+
+
+def import_members(package: str, path: Iterable[str], shared: tuple[str, ...] = ("base",)) -> None:
+    """Import every module of a family's package but its shared ones, so each member registers.
+
+    Called at the end of a family's ``__init__``: adding a member is adding its file.
+
+    Args:
+        package: the package's ``__name__``.
+        path: its ``__path__``.
+        shared: modules that hold no member (the base class, helpers); ``_private`` ones are skipped too.
+    """
+    for mod in pkgutil.iter_modules(list(path)):
+        if mod.name not in shared and not mod.name.startswith("_"):
+            importlib.import_module(f"{package}.{mod.name}")

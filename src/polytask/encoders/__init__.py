@@ -10,19 +10,9 @@ from polytask.config.schema import EncoderConfig
 from polytask.encoders._word_common import TextsFn
 from polytask.encoders.base import ENCODERS, Encoder, EncoderOutput
 from polytask.errors import ConfigError
+from polytask.registry import import_members
 
-
-def _import_members() -> None:
-    # Every module of this package but the shared ones is a member that registers itself.
-    import importlib
-    import pkgutil
-
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("base", "vocab", "vectors") and not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
-
-
-_import_members()
+import_members(__name__, __path__, shared=("base", "vocab", "vectors"))
 
 
 def build_encoder(config: EncoderConfig, texts: TextsFn | None = None) -> Encoder:

@@ -7,7 +7,7 @@ a third-party task is named by import path (``my_pkg.tasks:MyTask``) in ``tasks.
 from __future__ import annotations
 
 from polytask.config.schema import TaskConfig
-from polytask.tasks import classification, multilabel, regression, token_classification  # noqa: F401
+from polytask.registry import import_members
 from polytask.tasks.base import TASKS, Task
 from polytask.tasks.classification import ClassificationTask, ClassificationTaskConfig
 from polytask.tasks.multilabel import MultilabelTask, MultilabelTaskConfig
@@ -16,6 +16,8 @@ from polytask.tasks.token_classification import (
     TokenClassificationTask,
     TokenClassificationTaskConfig,
 )
+
+import_members(__name__, __path__)
 
 
 def build_task(config: TaskConfig, max_length: int) -> Task:

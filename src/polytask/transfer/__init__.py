@@ -10,20 +10,10 @@ from torch import nn
 from polytask.config.schema import TrainConfig, TransferConfig
 from polytask.errors import ConfigError
 from polytask.options import build_options
+from polytask.registry import import_members
 from polytask.transfer.base import STRATEGIES, Strategy
 
-
-def _import_members() -> None:
-    # Every module of this package but the shared ones is a member that registers itself.
-    import importlib
-    import pkgutil
-
-    for mod in pkgutil.iter_modules(__path__):
-        if mod.name not in ("base", "init_from_run") and not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
-
-
-_import_members()
+import_members(__name__, __path__, shared=("base", "init_from_run"))
 
 
 class Strategies:

@@ -9,13 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from polytask.multitask.samplers import (  # noqa: F401
-    annealed,
-    explicit,
-    proportional,
-    temperature,
-    uniform,
-)
 from polytask.multitask.samplers.annealed import AnnealedSampler, AnnealedSamplerConfig
 from polytask.multitask.samplers.base import NAME_FIELD, OPTIONS_FIELD, SAMPLERS, TaskSampler
 from polytask.multitask.samplers.explicit import ExplicitSampler, ExplicitSamplerConfig
@@ -26,6 +19,9 @@ from polytask.multitask.samplers.proportional import (
 from polytask.multitask.samplers.temperature import TemperatureSampler, TemperatureSamplerConfig
 from polytask.multitask.samplers.uniform import UniformSampler, UniformSamplerConfig
 from polytask.options import build_options
+from polytask.registry import import_members
+
+import_members(__name__, __path__)
 
 
 def build_sampler(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from polytask.multitask.surgery import cagrad, pcgrad  # noqa: F401
 from polytask.multitask.surgery.base import (
     NAME_FIELD,
     OPTIONS_FIELD,
@@ -21,6 +20,9 @@ from polytask.multitask.surgery.base import (
 from polytask.multitask.surgery.cagrad import CAGrad, CAGradConfig
 from polytask.multitask.surgery.pcgrad import PCGrad, PCGradConfig
 from polytask.options import build_options
+from polytask.registry import import_members
+
+import_members(__name__, __path__)
 
 
 def build_surgery(name: str, options: dict[str, Any] | None = None) -> GradientSurgery:

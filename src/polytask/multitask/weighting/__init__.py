@@ -9,13 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from polytask.multitask.weighting import (  # noqa: F401
-    dwa,
-    equal,
-    gradnorm,
-    static,
-    uncertainty,
-)
 from polytask.multitask.weighting.base import (
     NAME_FIELD,
     OPTIONS_FIELD,
@@ -31,6 +24,9 @@ from polytask.multitask.weighting.uncertainty import (
     UncertaintyWeightingConfig,
 )
 from polytask.options import build_options
+from polytask.registry import import_members
+
+import_members(__name__, __path__)
 
 
 def build_weighting(
