@@ -42,3 +42,15 @@ def test_rlw_state_round_trip_gives_the_same_next_draw() -> None:
     assert not torch.equal(a.current, b.current)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.draw(), b.draw())  # a resumed run draws what the uninterrupted one does
+
+
+def test_rlw_trains_two_tasks_in_the_loop(tmp_path, tiny_encoder_dir) -> None:  # noqa: ANN001
+    from polytask.config import parse_config
+    from polytask.training.loop import read_metrics, train
+    from tests.unit.test_all_tasks_step import two_tasks
+
+    result = train(parse_config(two_tasks(tmp_path, tiny_encoder_dir, {"weighting": {"type": "rlw"}},
+                                          epochs=2, log_every=1)))
+    logged = [r for r in read_metrics(tmp_path / "run") if r["split"] == "train"]
+    assert len({round(r["weight/sent"], 6) for r in logged}) == result.steps == 16  # a new draw per step
+    assert result.dev["sent/accuracy"] > 0.7, result.dev
