@@ -118,7 +118,8 @@ def load_run(
     if strategies.saves_full_model:
         encoder = encoder_class(cfg).from_files(cdir / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
     else:
-        encoder = _base_encoder(cfg, cdir, base_encoder)
+        partial = "+".join(m.registry_name for m in strategies.members if not m.saves_full_model)
+        encoder = _base_encoder(cfg, cdir, base_encoder, partial)
     model = PolytaskModel(encoder, tasks, dropout=cfg.encoder.dropout, weighting=build_weighting_for(cfg, list(tasks)))
     strategies.restore(model)
     load_weights(model, cdir, strategies, source=base_encoder or cfg.transfer.init_from or cfg.encoder.name_or_path)
@@ -147,7 +148,7 @@ def load_weights(model: PolytaskModel, cdir: Path, strategies: Any, source: str 
         )
 
 
-def _base_encoder(cfg: ExperimentConfig, cdir: Path, base_encoder: str | None) -> Encoder:
+def _base_encoder(cfg: ExperimentConfig, cdir: Path, base_encoder: str | None, partial: str) -> Encoder:
     source = base_encoder or cfg.transfer.init_from or cfg.encoder.name_or_path
     try:
         if base_encoder is not None:
@@ -156,7 +157,7 @@ def _base_encoder(cfg: ExperimentConfig, cdir: Path, base_encoder: str | None) -
     except (ConfigError, CheckpointError) as exc:
         field = "transfer.init_from" if cfg.transfer.init_from and base_encoder is None else "encoder.name_or_path"
         raise CheckpointError(
-            f"{cdir}: this run saved only part of its weights (adapters and heads); its base encoder "
+            f"{cdir}: this {partial} run saved only part of its weights; its base encoder "
             f"{source!r} ({field}) cannot be loaded ({exc}). Put the base model back there, or pass "
             "load_run(..., base_encoder=<folder with the same weights>)"
         ) from exc

@@ -17,6 +17,7 @@ from polytask.config.schema import DataConfig, EncoderConfig, TaskConfig, TrainC
 from polytask.data.loading import load_splits
 from polytask.encoders import build_encoder
 from polytask.errors import ConfigError
+from polytask.multitask.model import PolytaskModel
 from polytask.procedures.affinity import (
     grouping_score,
     measure_affinity,
@@ -24,7 +25,6 @@ from polytask.procedures.affinity import (
     stirling2,
     suggest_groupings,
 )
-from polytask.multitask.model import PolytaskModel
 from polytask.tasks import build_task
 from tests.unit.toy import toy_config, write_toy_jsonl
 

@@ -18,6 +18,7 @@ from polytask.multitask.model import PolytaskModel
 from polytask.tasks import build_task
 from polytask.training import checkpoint as ckpt
 from polytask.training.loop import train
+from polytask.training.run import make_accelerator
 from polytask.training.setup import prepare_tasks
 from polytask.transfer import build_strategies
 from polytask.transfer.contrastive_few_shot import cosine_similarity_loss, sample_pairs
@@ -85,7 +86,7 @@ def test_prepare_pulls_classes_apart(toy) -> None:  # noqa: ANN001
     model, tasks, feats, _ = toy
     before = class_margin(model, tasks, feats)
     heads = {k: v.clone() for k, v in model.heads.state_dict().items()}
-    strategy(**FAST).prepare(model, tasks, feats, 0, torch.device("cpu"), progress=False)
+    strategy(**FAST).prepare(model, tasks, feats, 0, make_accelerator(cpu=True), progress=False)
     after = class_margin(model, tasks, feats)
     # A random tiny encoder maps every text to nearly the same direction (margin ~0.01); after
     # 16 contrastive steps same-class texts are far more alike than different-class ones.
@@ -118,10 +119,10 @@ def test_errors(toy, tiny_encoder_dir: Path) -> None:  # noqa: ANN001
     reg_feats = [{**f, "labels": 0.5} for f in feats["sent"][:4]]
     with pytest.raises(ConfigError, match=r"transfer.strategy: contrastive_few_shot needs single-label classification "
                        r"tasks \(one class index per example\), but task 'score' is regression; drop the strategy"):
-        strategy().prepare(model, {"score": reg}, {"score": reg_feats}, 0, torch.device("cpu"), progress=False)
+        strategy().prepare(model, {"score": reg}, {"score": reg_feats}, 0, make_accelerator(cpu=True), progress=False)
     one_class = [{**f, "labels": 0} for f in feats["sent"][:4]]
     with pytest.raises(ConfigError, match="task 'sent' has only one; add examples of another class"):
-        strategy().prepare(model, tasks, {"sent": one_class}, 0, torch.device("cpu"), progress=False)
+        strategy().prepare(model, tasks, {"sent": one_class}, 0, make_accelerator(cpu=True), progress=False)
     with pytest.raises(ConfigError, match=r"transfer.options.contrastive_few_shot: num_iterations must be >= 1; got 0"):
         strategy(num_iterations=0)
     with pytest.raises(ConfigError, match=r"unknown option\(s\) pairs for transfer strategy 'contrastive_few_shot'; "

@@ -329,7 +329,7 @@ def test_export_hf_writes_a_plain_merged_model(trained: dict[str, Any], tmp_path
 
 
 def test_missing_or_wrong_base_encoder_errors(trained: dict[str, Any], tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"this lora run saved only its adapters and heads; its base encoder "
+    with pytest.raises(CheckpointError, match=r"this lora run saved only part of its weights; its base encoder "
                                               r"'.*nowhere' \(encoder.name_or_path\) cannot be loaded .*Put the base "
                                               r"model back there, or pass load_run\(..., base_encoder="):
         load_run(trained["run"], base_encoder=str(tmp_path / "nowhere"))
@@ -341,7 +341,7 @@ def test_missing_or_wrong_base_encoder_errors(trained: dict[str, Any], tmp_path:
                         intermediate_size=32, max_position_embeddings=128)
     BertModel(config, add_pooling_layer=False).save_pretrained(other)
     AutoTokenizer.from_pretrained(trained["run"] / "encoder").save_pretrained(other)
-    with pytest.raises(CheckpointError, match=r"the saved adapters do not fit the base encoder '.*other_bert'.*"
+    with pytest.raises(CheckpointError, match=r"the saved weights do not fit the model built from '.*other_bert'.*"
                                               r"the base model must be the one the run was trained from"):
         load_run(trained["run"], base_encoder=str(other))
 
