@@ -9,7 +9,11 @@ epochs and capped data (``--limit`` examples per split and task), over several s
 - ``mt_pcgrad``: every step takes one batch of 32 of every task, PCGrad (Yu et al. 2020) on the
   encoder: the same data, but 5 times fewer optimiser steps than the one-task-per-step arms;
 - ``mt_pcgrad_eqsteps``: the same with batches of 6 per task, so each step holds 30 examples
-  and the run takes about as many optimiser steps (and examples per step) as the other arms.
+  and the run takes about as many optimiser steps (and examples per step) as the other arms;
+- ``mt_equal_all_eqsteps``: every task in every step (batches of 6 each), losses summed: the
+  baseline for the methods below, which need every task in one step;
+- ``mt_famo_eqsteps`` (FAMO, Liu et al. 2023), ``mt_rlw_eqsteps`` (random loss weighting, Lin et al.
+  2022), ``mt_imtl_eqsteps`` (IMTL-G, Liu et al. 2021): likewise, with that weighting or surgery.
 
 Each task's examples are seen the same number of times in every arm (an epoch of the all-tasks
 arms lasts until the largest task is seen once, and every task is capped at the same size).
@@ -61,6 +65,12 @@ ARMS = {  # arm: (multitask section, train overrides)
     "mt_uncertainty": ({"weighting": {"type": "uncertainty"}}, {}),
     "mt_pcgrad": ({"surgery": {"type": "pcgrad"}}, {}),
     "mt_pcgrad_eqsteps": ({"surgery": {"type": "pcgrad"}}, {"batch_size": 6}),
+    # Every task in every step, batches of 6 per task (as mt_pcgrad_eqsteps): the fair baseline
+    # for the weightings and surgeries that need all tasks in one step.
+    "mt_equal_all_eqsteps": ({"step": "all_tasks"}, {"batch_size": 6}),
+    "mt_famo_eqsteps": ({"weighting": {"type": "famo"}}, {"batch_size": 6}),
+    "mt_rlw_eqsteps": ({"weighting": {"type": "rlw"}}, {"batch_size": 6}),
+    "mt_imtl_eqsteps": ({"surgery": {"type": "imtl"}}, {"batch_size": 6}),
 }
 
 
