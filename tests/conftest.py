@@ -10,6 +10,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test tiers (torchtune's): every test without ``integration`` or ``system`` is ``unit``."""
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("integration", "system")):
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, hidden-32 BERT with the packaged MiniLM tokenizer, saved as a local folder."""

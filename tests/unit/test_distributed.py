@@ -22,6 +22,8 @@ from polytask.training import checkpoint as ckpt
 from polytask.training.loop import train
 from tests.unit.toy import toy_config, write_toy_jsonl
 
+pytestmark = pytest.mark.system  # starts other programs
+
 
 @pytest.fixture(scope="module")
 def no_dropout_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.system  # starts other programs
+
 # Lower layers, bottom to top, and what must not be loaded by importing them.
 HIGH = ["polytask.serving", "polytask.commands", "polytask.study", "polytask.cli", "fastapi", "uvicorn",
         "onnxruntime"]

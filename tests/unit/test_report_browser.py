@@ -19,6 +19,8 @@ from polytask.study.report import build_report
 from polytask.study.runner import write_plan
 from tests.unit.test_study import fake_results, write_toy_study
 
+pytestmark = pytest.mark.system  # starts other programs
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 

@@ -179,6 +179,13 @@ def test_loading_a_non_run_fails_clearly(tmp_path: Path) -> None:
 
 def test_second_run_in_one_process_with_other_precision(tmp_path: Path, tiny_encoder_dir: Path, toy: dict[str, str]) -> None:
     # Accelerate's process-wide state refuses a changed mixed_precision (or cpu) unless rebuilt.
-    train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "a", max_steps=1)))
+    first = train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "a", max_steps=1)))
     result = train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "b", max_steps=1, mixed_precision="bf16")))
-    assert result.steps == 1
+    assert first.steps == result.steps == 1
+    # The second run really trained under its own settings: it wrote its checkpoint and its
+    # weights moved from the first run's (same seed, same data; only the precision differs).
+    from accelerate.state import AcceleratorState
+
+    assert AcceleratorState().mixed_precision == "bf16"
+    a, b = (ckpt.load_model_state(tmp_path / r / "checkpoints/last") for r in ("a", "b"))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)

@@ -63,9 +63,27 @@ def test_every_member_rejects_a_loss_for_an_unknown_task(name):
 @pytest.mark.parametrize("name", WEIGHTINGS.names())
 def test_every_member_state_dict_round_trips(name):
     first = build_weighting(name, TASKS)
+    # Move every piece of state away from its start, as training would, before saving it.
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(torch.linspace(0.1, 0.5, p.numel()).view_as(p))
+        for b in first.buffers():
+            if b.dtype == torch.bool:
+                b.fill_(True)
+            elif b.is_floating_point():
+                b.add_(torch.linspace(0.2, 0.6, b.numel()).view_as(b))
+            else:
+                b.add_(3)
+    for epoch in range(3):
+        first.end_epoch({task: 1.0 + i + epoch for i, task in enumerate(TASKS)})
     second = build_weighting(name, TASKS)
     second.load_state_dict(first.state_dict())
+    assert second.state_dict().keys() == first.state_dict().keys()
+    for k, v in first.state_dict().items():
+        assert torch.equal(second.state_dict()[k], v), k
     assert second.weights() == first.weights()
+    if first.state_dict():  # a member with state: the round trip carried it
+        assert build_weighting(name, TASKS).weights() != first.weights() or name == "rlw"
 
 
 # ---- equal ------------------------------------------------------------------------------------
