@@ -182,8 +182,8 @@ def multitask_models(run: Any, k: int) -> tuple[Any, list[Any]]:
     Heads are copies of the run's head with small seeded perturbations, so the k answers differ.
     """
     from polytask.config.schema import TaskConfig
-    from polytask.runs import LoadedRun
     from polytask.multitask.model import PolytaskModel
+    from polytask.runs import LoadedRun
     from polytask.serving.predictor import Predictor
     from polytask.tasks import build_task
 
