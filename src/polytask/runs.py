@@ -21,16 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from polytask.config.loader import parse_config
-from polytask.config.schema import ExperimentConfig
-from polytask.encoders import ENCODERS, Encoder, build_encoder
 from polytask.errors import CheckpointError, ConfigError
-from polytask.multitask.model import PolytaskModel, build_weighting_for
-from polytask.tasks import build_task
-from polytask.tasks.base import Task
-from polytask.training import checkpoint as ckpt
+
+if TYPE_CHECKING:  # the layout is read by light commands (polytask runs): models load lazily
+    from polytask.config.schema import ExperimentConfig
+    from polytask.encoders import Encoder
+    from polytask.multitask.model import PolytaskModel
+    from polytask.tasks.base import Task
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -38,7 +37,7 @@ RESULTS_FILE = "results.json"
 ANCHOR_FILE = "anchor.safetensors"
 INIT_REPORT_FILE = "init_from.json"
 CHECKPOINTS_DIR = "checkpoints"
-ENCODER_DIR = ckpt.ENCODER_DIR
+ENCODER_DIR = "encoder"  # training.checkpoint.ENCODER_DIR: also inside every checkpoint
 CHECKPOINT_NAMES = ("best", "last")
 
 
@@ -56,6 +55,8 @@ def checkpoint_dir(run_dir: str | Path, name: str) -> Path:
 
 def existing_checkpoint(run_dir: str | Path, name: str) -> Path | None:
     """The readable folder of checkpoint ``name`` (its previous version after a crash mid-swap)."""
+    from polytask.training import checkpoint as ckpt
+
     return ckpt.resolve_dir(checkpoint_dir(run_dir, name))
 
 
@@ -70,6 +71,8 @@ class LoadedRun:
 
 def find_checkpoint(path: str | Path, checkpoint: str = "best") -> Path:
     """The checkpoint folder for a run directory (``best``, falling back to ``last``) or itself."""
+    from polytask.training import checkpoint as ckpt
+
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory")
@@ -104,6 +107,10 @@ def load_run(
         base_encoder: for a partial-checkpoint run, load the starting encoder from here instead of
             the run's ``encoder.name_or_path`` (the base model moved); it must hold the same weights.
     """
+    from polytask.config.loader import parse_config
+    from polytask.multitask.model import PolytaskModel, build_weighting_for
+    from polytask.tasks import build_task
+    from polytask.training import checkpoint as ckpt
     from polytask.transfer import build_strategies
 
     cdir = find_checkpoint(path, checkpoint)
@@ -132,6 +139,8 @@ def load_run(
 def load_weights(model: PolytaskModel, cdir: Path, strategies: Any, source: str | None = None) -> None:
     """Load checkpoint ``cdir``'s weights into ``model``; they must be exactly the weights the
     strategies' ``checkpoint_state`` keeps (all of them by default)."""
+    from polytask.training import checkpoint as ckpt
+
     state = ckpt.load_model_state(cdir)
     expected = set(strategies.checkpoint_state(model, model.state_dict()))
     try:
@@ -149,6 +158,8 @@ def load_weights(model: PolytaskModel, cdir: Path, strategies: Any, source: str 
 
 
 def _base_encoder(cfg: ExperimentConfig, cdir: Path, base_encoder: str | None, partial: str) -> Encoder:
+    from polytask.encoders import build_encoder
+
     source = base_encoder or cfg.transfer.init_from or cfg.encoder.name_or_path
     try:
         if base_encoder is not None:
@@ -164,6 +175,8 @@ def _base_encoder(cfg: ExperimentConfig, cdir: Path, base_encoder: str | None, p
 
 
 def encoder_class(cfg: ExperimentConfig) -> type[Encoder]:
+    from polytask.encoders import ENCODERS
+
     return ENCODERS.get(cfg.encoder.type, field="encoder.type")
 
 
@@ -177,6 +190,10 @@ def starting_encoder(cfg: ExperimentConfig, texts: Callable[[], Iterator[str]] |
     Returns:
         (encoder, report): the report (``InitReport``) is None without ``init_from``.
     """
+    from polytask.config.loader import parse_config
+    from polytask.encoders import build_encoder
+    from polytask.multitask.model import PolytaskModel
+    from polytask.training import checkpoint as ckpt
     from polytask.transfer import build_strategies
     from polytask.transfer.init_from_run import InitReport, load_matching, source_checkpoint
 

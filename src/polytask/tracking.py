@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from polytask import runs as layout
 from polytask.errors import CheckpointError, PolytaskError
 
 
@@ -66,16 +67,16 @@ def mlflow_log_run(
         CheckpointError: ``run_dir`` is not a run directory.
     """
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / layout.CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"{run_dir}: not a polytask run directory (no config.yaml)")
     mlflow = _import_mlflow()
     config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     records = []
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run_dir / layout.METRICS_FILE
     if metrics_path.is_file():
         records = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    results_path = run_dir / "results.json"
+    results_path = run_dir / layout.RESULTS_FILE
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -94,7 +95,7 @@ def mlflow_log_run(
             mlflow.log_metric(f"test/{k}", float(v))
         if isinstance(results.get("best_metric"), (int, float)):
             mlflow.log_metric(f"best/{results.get('metric', 'metric')}", float(results["best_metric"]))
-        for name in ("config.yaml", "results.json", "metrics.jsonl"):
+        for name in (layout.CONFIG_FILE, layout.RESULTS_FILE, layout.METRICS_FILE):
             if (run_dir / name).is_file():
                 mlflow.log_artifact(str(run_dir / name))
         return active.info.run_id
@@ -113,22 +114,22 @@ def find_runs(root: str | Path) -> list[dict[str, Any]]:
     root = Path(root)
     if not root.is_dir():
         raise CheckpointError(f"{root}: no such folder; give a folder holding run directories")
-    candidates = {p.parent for p in root.rglob("results.json")}
-    candidates |= {p.parent for p in root.rglob("checkpoints") if p.is_dir()}
+    candidates = {p.parent for p in root.rglob(layout.RESULTS_FILE)}
+    candidates |= {p.parent for p in root.rglob(layout.CHECKPOINTS_DIR) if p.is_dir()}
     runs = []
     for run in sorted(candidates):
-        if any(part == "checkpoints" for part in run.relative_to(root).parts):
+        if any(part == layout.CHECKPOINTS_DIR for part in run.relative_to(root).parts):
             continue  # inside a run's checkpoints
         info: dict[str, Any] = {"path": run, "tasks": [], "status": "running or killed", "steps": None,
                                 "metric": None, "best": None, "test": {}, "seconds": None}
-        cfg_path = run / "config.yaml"
+        cfg_path = run / layout.CONFIG_FILE
         if cfg_path.is_file():
             try:
                 cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
                 info["tasks"] = [t.get("name") for t in cfg.get("tasks", []) if isinstance(t, dict)]
             except yaml.YAMLError:
                 pass
-        res_path = run / "results.json"
+        res_path = run / layout.RESULTS_FILE
         if res_path.is_file():
             try:
                 res = json.loads(res_path.read_text(encoding="utf-8"))

@@ -39,6 +39,7 @@ from polytask.evaluation.evaluate import move
 from polytask.io import write_dir, write_json
 from polytask.pretrain.config import PretrainConfig, load_pretrain_config, parse_pretrain_config
 from polytask.pretrain.corpus import corpus_errors, iter_texts, read_corpus, stream_corpus
+from polytask.runs import CHECKPOINTS_DIR, METRICS_FILE, RESULTS_FILE
 from polytask.training.engine import StepEngine
 from polytask.training.logging import MetricsLogger, Progress
 from polytask.training.optim import adamw, decay_groups
@@ -93,7 +94,69 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
             existing output without ``overwrite``.
         DataError: a missing or empty corpus.
     """
+    from transformers import get_linear_schedule_with_warmup
+
+    from polytask.training.run import make_accelerator
+
     cfg = _as_config(config, overrides)
+    out, model_dir = _check_output(cfg, overwrite)
+    corpus = _StreamedCorpus(cfg) if cfg.stream else _TextCorpus(cfg)  # bad data fails here
+    accelerator = make_accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+    set_seed(cfg.seed)
+    model, tokenizer, notes = load_masked_lm(cfg.encoder)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and cfg.max_length > limit:
+        raise ConfigError(f"max_length {cfg.max_length} is more than the encoder's {limit} positions; "
+                          f"set max_length <= {limit}", field="max_length")
+    corpus.tokenize(tokenizer)
+    # The held-out batches are masked once, so "before" and "after" score the very same tokens.
+    eval_seqs = to_sequences(corpus.eval_texts, tokenizer, cfg.max_length)
+    eval_collator = _collator(tokenizer, cfg.mlm_probability, cfg.seed + 1)
+    eval_batches = [eval_collator([{"input_ids": eval_seqs[i]} for i in idx])
+                    for idx in bucket_batches([len(s) for s in eval_seqs], cfg.eval_batch_size, shuffle=False)]
+    eval_batches = eval_batches[accelerator.process_index :: accelerator.num_processes]
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * corpus.steps_per_epoch(accelerator.num_processes)))
+
+    optimizer = adamw(decay_groups([p for p in model.parameters() if p.requires_grad], cfg.weight_decay), cfg.lr,
+                      accelerator.device)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    engine = StepEngine(accelerator, model, optimizer, scheduler, cfg.max_grad_norm)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / METRICS_FILE).unlink(missing_ok=True)  # a replaced result's log would mix in
+    logger = MetricsLogger(out, enabled=accelerator.is_main_process)
+    progress = Progress(total_steps, enabled=accelerator.is_main_process and cfg.progress)
+    notes.append(corpus.note(total_steps))
+    for line in notes:
+        progress.note(line)
+
+    ppl_before = _perplexity(masked_lm_loss(model, eval_batches, accelerator))
+    progress.note(f"held-out perplexity before: {ppl_before:.2f}" if ppl_before else "held-out: no masked tokens")
+    logger.log("eval", 0, 0, {"perplexity": _nan(ppl_before)})
+    collator = _collator(tokenizer, cfg.mlm_probability, cfg.seed)
+    step, epoch, seen, seconds = _train(engine, corpus, collator, cfg, total_steps, logger, progress)
+    ppl_after = _perplexity(masked_lm_loss(model, eval_batches, accelerator))
+    logger.log("eval", step, epoch, {"perplexity": _nan(ppl_after)})
+    logger.close()
+    if ppl_after is not None:
+        progress.note(f"held-out perplexity after {step} steps: {ppl_after:.2f}")
+    result = PretrainResult(
+        output_dir=out, model_dir=model_dir, perplexity_before=ppl_before, perplexity_after=ppl_after,
+        steps=step, train_texts=corpus.train_texts, eval_texts=len(corpus.eval_texts),
+        train_sequences=corpus.train_sequences(seen), seconds=seconds,
+        examples_per_second=seen / max(seconds, 1e-9), stream=cfg.stream, notes=notes,
+    )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_model_atomically(accelerator.unwrap_model(model), tokenizer, model_dir)
+        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+        write_json(out / RESULT_FILE, {**summary, "config": cfg.model_dump(mode="json")})
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _check_output(cfg: PretrainConfig, overwrite: bool) -> tuple[Path, Path]:
     if cfg.stream and cfg.max_steps is None:
         raise ConfigError("stream: true needs max_steps: a streamed corpus has no known length, so "
                           "epochs cannot be counted; set max_steps (e.g. --set max_steps=10000)",
@@ -105,115 +168,25 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
             f"{model_dir} already exists; pass overwrite=True (--overwrite) to replace it, or set "
             "output_dir", field="output_dir",
         )
-    if cfg.stream:
-        stream = stream_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
-        # The first texts are the held-out set; training skips them (nothing else is read yet).
-        eval_texts = list(iter_texts(stream.take(cfg.eval_texts), cfg.text, cfg.encoding))
-        train_stream = stream.skip(len(eval_texts))
-        if next(iter_texts(train_stream.take(1), cfg.text, cfg.encoding), None) is None:
-            if len(eval_texts) < 2:
-                raise DataError(ONE_TEXT, path=cfg.text)
-            raise DataError(f"the corpus holds {len(eval_texts)} texts, all held out by eval_texts "
-                            f"({cfg.eval_texts}), so none is left to train on; lower eval_texts, or "
-                            "set stream: false for a small corpus", path=cfg.text)
-    else:
-        texts = read_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
-        if len(texts) < 2:
-            raise DataError(ONE_TEXT, path=cfg.text)
+    return out, model_dir
 
-    from polytask.training.run import make_accelerator
 
-    accelerator = make_accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
-    main = accelerator.is_main_process
-    set_seed(cfg.seed)
-    model, tokenizer, notes = load_masked_lm(cfg.encoder)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and cfg.max_length > limit:
-        raise ConfigError(f"max_length {cfg.max_length} is more than the encoder's {limit} positions; "
-                          f"set max_length <= {limit}", field="max_length")
-
-    if cfg.stream:
-        train_texts: list[str] | None = None
-        train_seqs: list[list[int]] | None = None
-        seq_stream = stream_sequences(train_stream, tokenizer, cfg.max_length, cfg.shuffle_buffer, cfg.seed)
-    else:
-        train_texts, eval_texts = split_texts(texts, cfg.eval_fraction, cfg.seed)
-        train_seqs = to_sequences(train_texts, tokenizer, cfg.max_length)  # lists of token ids
-    eval_seqs = to_sequences(eval_texts, tokenizer, cfg.max_length)
-    collator = _collator(tokenizer, cfg.mlm_probability, cfg.seed)
-    # The held-out batches are masked once, so "before" and "after" score the very same tokens.
-    eval_collator = _collator(tokenizer, cfg.mlm_probability, cfg.seed + 1)
-    eval_batches = [
-        eval_collator([{"input_ids": eval_seqs[i]} for i in idx])
-        for idx in bucket_batches([len(s) for s in eval_seqs], cfg.eval_batch_size, shuffle=False)
-    ]
-    eval_batches = eval_batches[accelerator.process_index :: accelerator.num_processes]
-
-    if train_seqs is not None:
-        lengths = [len(s) for s in train_seqs]
-        steps_per_epoch = max(1, len(bucket_batches(lengths, cfg.batch_size, True)) // accelerator.num_processes)
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-
-    def epoch_batches(epoch: int) -> Iterator[list[list[int]]]:
-        """This process's batches (lists of token-id sequences) of one pass over the corpus."""
-        if train_seqs is None:
-            seq_stream.set_epoch(epoch)  # a new shuffle order each pass
-            ids = (row["input_ids"] for row in seq_stream)
-            batches = stream_batches(guarded(ids), cfg.batch_size, cfg.seed + epoch)
-            # Every process reads the same stream and takes every n-th batch; all run total_steps.
-            for k, seqs in enumerate(batches):
-                if k % accelerator.num_processes == accelerator.process_index:
-                    yield seqs
-            return
-        batches = bucket_batches(lengths, cfg.batch_size, True, seed=cfg.seed + epoch)
-        # Every process gets the same number of batches, so DDP's all-reduces pair up.
-        usable = len(batches) - len(batches) % accelerator.num_processes or len(batches)
-        for idx in batches[accelerator.process_index : usable : accelerator.num_processes]:
-            yield [train_seqs[i] for i in idx]
-
-    def guarded(ids: Iterable[list[int]]) -> Iterator[list[int]]:
-        # Decoding and parse errors deep in a streamed file surface here, as DataErrors.
-        with corpus_errors(cfg.text, cfg.encoding):
-            yield from ids
-
-    optimizer = adamw(decay_groups([p for p in model.parameters() if p.requires_grad], cfg.weight_decay), cfg.lr, accelerator.device)
-    from transformers import get_linear_schedule_with_warmup
-
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    engine = StepEngine(accelerator, model, optimizer, scheduler, cfg.max_grad_norm)
-
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)  # a replaced result's log would mix in
-    logger = MetricsLogger(out, enabled=main)
-    progress = Progress(total_steps, enabled=main and cfg.progress)
-    if train_seqs is None:
-        notes.append(f"streaming {cfg.text}: the first {len(eval_texts)} texts held out, the rest tokenised "
-                     f"on the fly into sequences of <= {cfg.max_length} tokens (shuffle buffer "
-                     f"{cfg.shuffle_buffer}) for {total_steps} steps")
-    else:
-        notes.append(f"{len(train_texts)} texts ({len(train_seqs)} sequences of <= {cfg.max_length} tokens) "
-                     f"for training, {len(eval_texts)} held out")
-    for line in notes:
-        progress.note(line)
-
-    ppl_before = _perplexity(masked_lm_loss(model, eval_batches, accelerator))
-    progress.note(f"held-out perplexity before: {ppl_before:.2f}" if ppl_before else "held-out: no masked tokens")
-    logger.log("eval", 0, 0, {"perplexity": _nan(ppl_before)})
-
+def _train(engine: StepEngine, corpus: Any, collator: Any, cfg: PretrainConfig, total_steps: int,
+           logger: MetricsLogger, progress: Progress) -> tuple[int, int, int, float]:
+    """The masked-LM steps; returns (steps, epochs started, sequences seen, seconds)."""
+    accelerator = engine.accelerator
     step, epoch, seen, shown = 0, 0, 0, float("nan")
     t0 = time.perf_counter()
-    model.train()
+    engine.model.train()
     with progress:
         while step < total_steps:
             taken = 0
-            for seqs in epoch_batches(epoch):
+            for seqs in corpus.batches(epoch, accelerator.process_index, accelerator.num_processes):
                 taken += 1
                 batch = move(collator([{"input_ids": ids} for ids in seqs]), accelerator.device)
                 with accelerator.autocast():
-                    loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                 labels=batch["labels"]).loss
+                    loss = engine.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                        labels=batch["labels"]).loss
                 if not torch.isfinite(loss.detach()):
                     # A batch of very short texts can draw no token to predict (loss 0/0): skip it.
                     engine.discard()
@@ -234,26 +207,90 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
                 raise DataError(f"the training stream gave process {accelerator.process_index} no batch; "
                                 "give more text or lower eval_texts", path=cfg.text)
             epoch += 1
-    seconds = time.perf_counter() - t0
+    return step, epoch, seen, time.perf_counter() - t0
 
-    ppl_after = _perplexity(masked_lm_loss(model, eval_batches, accelerator))
-    logger.log("eval", step, epoch, {"perplexity": _nan(ppl_after)})
-    logger.close()
-    if ppl_after is not None:
-        progress.note(f"held-out perplexity after {step} steps: {ppl_after:.2f}")
-    result = PretrainResult(
-        output_dir=out, model_dir=model_dir, perplexity_before=ppl_before, perplexity_after=ppl_after,
-        steps=step, train_texts=None if train_texts is None else len(train_texts), eval_texts=len(eval_texts),
-        train_sequences=seen if train_seqs is None else len(train_seqs),
-        seconds=seconds, examples_per_second=seen / max(seconds, 1e-9), stream=cfg.stream, notes=notes,
-    )
-    accelerator.wait_for_everyone()
-    if main:
-        save_model_atomically(accelerator.unwrap_model(model), tokenizer, model_dir)
-        summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
-        write_json(out / RESULT_FILE, {**summary, "config": cfg.model_dump(mode="json")})
-    accelerator.wait_for_everyone()
-    return result
+
+class _TextCorpus:
+    """A corpus read into memory: a seeded held-out slice, the rest tokenised once."""
+
+    def __init__(self, cfg: PretrainConfig):
+        self.cfg = cfg
+        self.texts = read_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
+        if len(self.texts) < 2:
+            raise DataError(ONE_TEXT, path=cfg.text)
+        self.eval_texts: list[str] = []
+
+    def tokenize(self, tokenizer: Any) -> None:
+        train, self.eval_texts = split_texts(self.texts, self.cfg.eval_fraction, self.cfg.seed)
+        self.train_texts = len(train)
+        self.seqs = to_sequences(train, tokenizer, self.cfg.max_length)  # lists of token ids
+        self.lengths = [len(s) for s in self.seqs]
+
+    def steps_per_epoch(self, world: int) -> int:
+        return max(1, len(bucket_batches(self.lengths, self.cfg.batch_size, True)) // world)
+
+    def batches(self, epoch: int, rank: int, world: int) -> Iterator[list[list[int]]]:
+        """This process's batches (lists of token-id sequences) of one pass over the corpus."""
+        batches = bucket_batches(self.lengths, self.cfg.batch_size, True, seed=self.cfg.seed + epoch)
+        # Every process gets the same number of batches, so DDP's all-reduces pair up.
+        usable = len(batches) - len(batches) % world or len(batches)
+        for idx in batches[rank:usable:world]:
+            yield [self.seqs[i] for i in idx]
+
+    def train_sequences(self, seen: int) -> int:
+        return len(self.seqs)
+
+    def note(self, total_steps: int) -> str:
+        return (f"{self.train_texts} texts ({len(self.seqs)} sequences of <= {self.cfg.max_length} tokens) "
+                f"for training, {len(self.eval_texts)} held out")
+
+
+class _StreamedCorpus:
+    """A corpus read lazily: the first ``eval_texts`` texts held out, the rest tokenised as read."""
+
+    train_texts = None  # a stream's length is unknown
+
+    def __init__(self, cfg: PretrainConfig):
+        self.cfg = cfg
+        stream = stream_corpus(cfg.text, cfg.text_column, cfg.encoding, cfg.limit)
+        # The first texts are the held-out set; training skips them (nothing else is read yet).
+        self.eval_texts = list(iter_texts(stream.take(cfg.eval_texts), cfg.text, cfg.encoding))
+        self.train_stream = stream.skip(len(self.eval_texts))
+        if next(iter_texts(self.train_stream.take(1), cfg.text, cfg.encoding), None) is None:
+            if len(self.eval_texts) < 2:
+                raise DataError(ONE_TEXT, path=cfg.text)
+            raise DataError(f"the corpus holds {len(self.eval_texts)} texts, all held out by eval_texts "
+                            f"({cfg.eval_texts}), so none is left to train on; lower eval_texts, or "
+                            "set stream: false for a small corpus", path=cfg.text)
+
+    def tokenize(self, tokenizer: Any) -> None:
+        c = self.cfg
+        self.seq_stream = stream_sequences(self.train_stream, tokenizer, c.max_length, c.shuffle_buffer, c.seed)
+
+    def steps_per_epoch(self, world: int) -> int:  # never asked: a stream needs max_steps
+        raise AssertionError("a streamed corpus has no epoch length")
+
+    def batches(self, epoch: int, rank: int, world: int) -> Iterator[list[list[int]]]:
+        self.seq_stream.set_epoch(epoch)  # a new shuffle order each pass
+        ids = (row["input_ids"] for row in self.seq_stream)
+        # Every process reads the same stream and takes every n-th batch; all run total_steps.
+        for k, seqs in enumerate(stream_batches(self._guarded(ids), self.cfg.batch_size, self.cfg.seed + epoch)):
+            if k % world == rank:
+                yield seqs
+
+    def _guarded(self, ids: Iterable[list[int]]) -> Iterator[list[int]]:
+        # Decoding and parse errors deep in a streamed file surface here, as DataErrors.
+        with corpus_errors(self.cfg.text, self.cfg.encoding):
+            yield from ids
+
+    def train_sequences(self, seen: int) -> int:
+        return seen
+
+    def note(self, total_steps: int) -> str:
+        c = self.cfg
+        return (f"streaming {c.text}: the first {len(self.eval_texts)} texts held out, the rest tokenised "
+                f"on the fly into sequences of <= {c.max_length} tokens (shuffle buffer {c.shuffle_buffer}) "
+                f"for {total_steps} steps")
 
 
 def load_masked_lm(encoder: str) -> tuple[nn.Module, Any, list[str]]:
@@ -280,7 +317,7 @@ def load_masked_lm(encoder: str) -> tuple[nn.Module, Any, list[str]]:
         if not path.is_dir():
             raise ConfigError(f"encoder {source} is a file, not a folder; {how}", field="encoder")
         if not (path / "config.json").is_file():
-            if (path / "checkpoints").is_dir() or (path / "results.json").is_file():
+            if (path / CHECKPOINTS_DIR).is_dir() or (path / RESULTS_FILE).is_file():
                 raise ConfigError(
                     f"{source} is a polytask run, not a transformers folder: export its encoder with "
                     f"'polytask export-hf {source} OUT' and pretrain from OUT", field="encoder",

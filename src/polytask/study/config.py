@@ -151,11 +151,6 @@ class StudyConfig(_Strict):
         raise KeyError(name)
 
 
-def budget_label(budget: Budget) -> str:
-    """The budget as it appears in folders and tables: ``16`` or ``all``."""
-    return str(budget)
-
-
 def load_study(path: str | os.PathLike) -> StudyConfig:
     """Read and validate a study file; relative paths become absolute (against its folder).
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from polytask import runs
 from polytask.study import plots
 from polytask.study.results import collect_rows, read_plan, write_results
 from polytask.study.runner import STUDY_FILE
@@ -231,7 +232,7 @@ def _loss_runs(study_dir: Path, plan: dict[str, Any], target: str, arms: list[st
     for c in plan["cells"]:
         if c["target"] != target:
             continue
-        path = study_dir / c["run_dir"] / "metrics.jsonl"
+        path = study_dir / c["run_dir"] / runs.METRICS_FILE
         if not path.is_file():
             continue
         steps, losses = [], []

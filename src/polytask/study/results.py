@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from polytask import runs
 from polytask.errors import CheckpointError
 from polytask.study.runner import PLAN_FILE, cell_status
 from polytask.training import checkpoint as ckpt
@@ -38,8 +39,8 @@ def cell_rows(study_dir: Path, plan: dict[str, Any], cell: dict[str, Any]) -> li
     run_dir = study_dir / cell["run_dir"]
     if cell_status(run_dir) != "done":
         return []
-    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    best = ckpt.resolve_dir(run_dir / "checkpoints" / "best")
+    results = json.loads((run_dir / runs.RESULTS_FILE).read_text(encoding="utf-8"))
+    best = runs.existing_checkpoint(run_dir, "best")
     dev = ckpt.load_meta(best).get("metrics", {}) if best is not None else results.get("dev", {})
     target = cell["target"]
     common = {

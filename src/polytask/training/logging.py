@@ -29,7 +29,7 @@ class MetricsLogger:
 
     def __init__(self, run_dir: Path, enabled: bool = True):
         self.enabled = enabled
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / "metrics.jsonl"  # runs.METRICS_FILE (runs imports this layer)
         self._tb: Any = None
         if enabled:
             try:
