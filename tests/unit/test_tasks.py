@@ -513,23 +513,9 @@ def test_token_state_round_trip() -> None:
 
 
 # ---- shared battery over every registered task type ------------------------------------------
-SAMPLES: dict[str, list[Example]] = {
-    "classification": [ex("good film", "pos"), ex("bad", "neg", pair="very bad"), ex("fine film", "pos")],
-    "multilabel": [ex("goal and vote", "sports,politics"), ex("phone", "tech"), ex("meh", "")],
-    "regression": [ex("a man sleeps", "4.5", pair="a man rests"), ex("cats", "0.5"), ex("dogs", "2")],
-    "token_classification": [
-        ex(WORDS, ["B-PER", "O", "O", "B-PER"]), ex(["Paris"], ["B-LOC"]), ex(["is", "big"], ["O", "O"]),
-    ],
-}
-
-
-def test_battery_covers_every_member() -> None:
-    assert sorted(SAMPLES) == TASKS.names(), "add samples for the new task type to SAMPLES"
-
-
 @pytest.mark.parametrize("type_", TASKS.names())
 def test_battery(type_: str, tok: Any) -> None:
-    examples = SAMPLES[type_]
+    examples = TASKS.get(type_).example_inputs()  # each member supplies its own samples
     task = make(type_)
     task.fit_labels(examples)
     for split in ("train", "dev", "test"):

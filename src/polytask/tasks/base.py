@@ -47,6 +47,14 @@ class Task(ABC):
     options_class: type = NoOptions  # the member's options dataclass (``tasks[].options``)
     default_metric: str = "loss"
     greater_is_better: bool = True
+    # What a member supports, declared instead of checked by class elsewhere:
+    stratify: bool = False  # label budgets may sample this task's examples per class
+
+    @classmethod
+    def example_inputs(cls) -> list[Example]:
+        """A few labelled examples of the shape this task reads: documentation, and the samples
+        the shared test battery runs every member on. A member overrides it."""
+        raise NotImplementedError(f"task type {getattr(cls, 'registry_name', cls.__name__)} gives no example_inputs")
 
     def __init__(self, config: TaskConfig, max_length: int = 128):
         self.config = config

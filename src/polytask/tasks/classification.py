@@ -69,6 +69,13 @@ class ClassificationTask(Task):
         if not self.labels:
             raise DataError(f"task {self.name!r}: no labels in train; label the training data")
 
+    stratify = True  # single-label: a budget can be sampled per class
+
+    @classmethod
+    def example_inputs(cls) -> list[Example]:
+        return [Example("good film", label="pos"), Example("bad", "very bad", label="neg"),
+                Example("fine film", label="pos")]
+
     def check(self, examples: list[Example], split: str) -> None:
         """Reject empty texts, unknown labels and (outside prediction) missing labels."""
         known = set(self.labels or [])

@@ -72,6 +72,12 @@ class MultilabelTask(Task):
 
     options_class = MultilabelTaskConfig
 
+
+    @classmethod
+    def example_inputs(cls) -> list[Example]:
+        return [Example("goal and vote", label="sports,politics"), Example("phone", label="tech"),
+                Example("meh", label="")]
+
     def parse_label(self, raw: Any) -> list[str]:
         """Label names of one raw label: a list, or a string split on the separator."""
         items = raw if isinstance(raw, (list, tuple)) else str(raw).split(self.options.separator)

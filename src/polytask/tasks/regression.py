@@ -68,6 +68,12 @@ class RegressionTask(Task):
     default_metric = "pearson"
     greater_is_better = True
 
+
+    @classmethod
+    def example_inputs(cls) -> list[Example]:
+        return [Example("a man sleeps", "a man rests", label="4.5"), Example("cats", label="0.5"),
+                Example("dogs", label="2")]
+
     def __init__(self, config: TaskConfig, max_length: int = 128):
         super().__init__(config, max_length)
         if config.labels:

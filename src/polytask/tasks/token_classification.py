@@ -134,6 +134,12 @@ class TokenClassificationTask(Task):
         if not self.labels:
             raise DataError(f"task {self.name!r}: no tags in train; label the training data")
 
+
+    @classmethod
+    def example_inputs(cls) -> list[Example]:
+        return [Example(["Alice", "visited", "unbelievably", "Zaphod"], label=["B-PER", "O", "O", "B-PER"]),
+                Example(["Paris"], label=["B-LOC"]), Example(["is", "big"], label=["O", "O"])]
+
     def check(self, examples: list[Example], split: str) -> None:
         """Reject empty or paired inputs, tag-count mismatches, unknown tags and (outside
         prediction) missing tags."""
