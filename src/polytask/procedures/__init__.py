@@ -1,0 +1,1 @@
+"""Procedures built on whole training runs (self-training: rounds of runs on pseudo-labels)."""

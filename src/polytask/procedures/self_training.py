@@ -1,0 +1,300 @@
+"""Self-training: pseudo-label the confident part of an unlabelled pool, retrain, repeat.
+
+The classic procedure (Yarowsky, ACL 1995, https://aclanthology.org/P95-1026; Scudder 1965), as
+revisited for pretrained text encoders by Du et al., "Self-training Improves Pre-training for
+Natural Language Understanding", NAACL 2021 (https://arxiv.org/abs/2010.02194) and for few
+labels per class: round 0 trains on the labelled data; each later round predicts the remaining
+pool with the previous round's model, adds the examples whose predicted class has probability at
+least ``threshold`` (at most ``per_class`` per class and round, the most confident first, so one
+easy class cannot flood the training set), and trains again **from the starting encoder** on the
+labelled data plus every pseudo-label so far (retraining from scratch keeps a round's mistakes
+from compounding through the weights). A pseudo-label, once given, is kept; added examples leave
+the pool.
+
+Layout of the output folder::
+
+    round-0/train.jsonl dev.jsonl [test.jsonl]   the labelled splits, as every round reads them
+    round-0/run/                                  the round's polytask run (polytask.load works)
+    round-N/pseudo.jsonl                          every pseudo-label so far (text, label, confidence, round)
+    round-N/train.jsonl                           labelled train + pseudo-labels: the round's training file
+    round-N/run/
+    summary.json                                  per round: examples added per class, dev metric
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polytask.config.schema import ColumnsConfig, ExperimentConfig, TaskConfig
+from polytask.data.example import Example
+from polytask.errors import ConfigError, DataError
+
+
+@dataclass
+class RoundResult:
+    """One round: what it added and how its model scored.
+
+    Args:
+        round: 0 for the labelled-only run.
+        run_dir: the round's run folder.
+        added: new pseudo-labelled examples per class in this round.
+        pseudo_total: pseudo-labelled examples the round trained on.
+        pool_left: unlabelled examples not yet pseudo-labelled.
+        dev_metric: the run's best value of ``metric`` on dev.
+        dev: every dev metric of the run (final evaluation).
+    """
+
+    round: int
+    run_dir: str
+    added: dict[str, int]
+    pseudo_total: int
+    pool_left: int
+    dev_metric: float | None
+    dev: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SelfTrainingResult:
+    """Every round of a self-training procedure (also written to ``summary.json``)."""
+
+    task: str
+    metric: str
+    threshold: float
+    per_class: int | None
+    rounds: list[RoundResult]
+    output_dir: Path
+    summary_path: Path
+    stopped: str = ""  # why it stopped before the last round, if it did
+
+
+def _pick_task(cfg: ExperimentConfig, task: str | None) -> TaskConfig:
+    with_pool = [t.name for t in cfg.tasks if t.unlabeled is not None]
+    if task is None:
+        if len(with_pool) != 1:
+            raise ConfigError(
+                "name the task to self-train with --task; tasks with an unlabeled block: "
+                + (", ".join(with_pool) or "none (add tasks[].unlabeled: {path: ...} to the experiment)")
+            )
+        task = with_pool[0]
+    names = [t.name for t in cfg.tasks]
+    if task not in names:
+        raise ConfigError(f"no task named {task!r}; the experiment has: {', '.join(names)}")
+    tc = cfg.task(task)
+    if tc.unlabeled is None:
+        raise ConfigError(
+            f"task {task!r} has no unlabeled block; add tasks.{task}.unlabeled: {{path: FILE}} (a file of texts)",
+            field=f"tasks.{task}.unlabeled",
+        )
+    return tc
+
+
+def read_unlabeled(tc: TaskConfig, token_level: bool = False) -> list[Example]:
+    """The task's unlabelled pool, labels dropped (``unlabeled.limit`` applied).
+
+    Args:
+        tc: the task; its ``unlabeled`` block names the file and its format, and ``data`` gives
+            the remaining reader settings (delimiter, encoding, columns when unset).
+        token_level: whether the task tags tokens.
+
+    Raises:
+        DataError: a missing or empty file.
+    Warns:
+        UserWarning: the pool is the training file itself.
+    """
+    from polytask.data.loading import read_file
+    from polytask.data.splits import seeded_subset
+
+    unl = tc.unlabeled
+    assert unl is not None
+    path = Path(unl.path)
+    if not path.exists():
+        raise DataError(f"the unlabeled file of task {tc.name!r} does not exist (tasks.{tc.name}.unlabeled.path)",
+                        path=str(path))
+    if path.is_file() and not path.read_text(encoding=tc.data.encoding, errors="replace").strip():
+        raise DataError(
+            f"the unlabeled file of task {tc.name!r} is empty; tasks.{tc.name}.unlabeled.path must hold texts "
+            "(one per row; a label column, if present, is ignored)",
+            path=str(path),
+        )
+    if tc.data.train and path.resolve() == Path(tc.data.train).resolve():
+        warnings.warn(
+            f"tasks.{tc.name}.unlabeled.path is the training file {path}: its texts already have labels, so "
+            "pseudo-labelling them adds nothing new; point unlabeled.path at text outside the training set",
+            UserWarning,
+            stacklevel=2,
+        )
+    data = tc.data.model_copy(update={
+        "train": str(path), "dev": None, "test": None, "format": unl.format, "label_map": None,
+        "columns": unl.columns or tc.data.columns, "limit": None,
+    })
+    examples = read_file(data, path, token_level, split="unlabeled")
+    pool = [Example(text=e.text, text_pair=e.text_pair, label=None, where=e.where, meta=dict(e.meta)) for e in examples]
+    if unl.limit:
+        pool = seeded_subset(pool, unl.limit, tc.data.split_seed)
+    return pool
+
+
+def _write_jsonl(path: Path, examples: list[Example], extra: list[dict[str, Any]] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for i, ex in enumerate(examples):
+            rec: dict[str, Any] = {"text": ex.text}
+            if ex.text_pair is not None:
+                rec["text_pair"] = ex.text_pair
+            rec["label"] = ex.label
+            if extra is not None:
+                rec.update(extra[i])
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _round_config(cfg: ExperimentConfig, task: str, files: dict[str, Path], labels: list[str]) -> ExperimentConfig:
+    """``cfg`` with ``task`` reading the round's JSONL files (every reader setting reset to JSONL's)."""
+    new = cfg.model_copy(deep=True)
+    tasks = []
+    for t in new.tasks:
+        if t.name == task:
+            data = t.data.model_copy(update={
+                "train": str(files["train"]), "dev": str(files["dev"]),
+                "test": str(files["test"]) if "test" in files else None, "format": "jsonl",
+                "columns": ColumnsConfig(), "label_map": None, "limit": None, "delimiter": None,
+                "header": None, "encoding": "utf-8", "hf_name": None,
+            })
+            # The label set of round 0, so a class that no pseudo-label reaches keeps its head row.
+            t = t.model_copy(update={"data": data, "unlabeled": None, "labels": t.labels or labels})
+        tasks.append(t)
+    new.tasks = tasks
+    return new
+
+
+def self_train(
+    cfg: ExperimentConfig,
+    *,
+    task: str | None = None,
+    output_dir: str | Path | None = None,
+    rounds: int | None = None,
+    threshold: float | None = None,
+    per_class: int | None = None,
+) -> SelfTrainingResult:
+    """Run self-training on one classification task with an ``unlabeled`` pool.
+
+    Args:
+        cfg: the experiment (its other tasks train along unchanged).
+        task: the task (may be omitted when only one task has an ``unlabeled`` block).
+        output_dir: folder of the rounds (default ``<output_dir or runs/name>/self_training``).
+        rounds: rounds after round 0 (default ``unlabeled.self_training.rounds``).
+        threshold: confidence a pseudo-label needs (default ``unlabeled.self_training.threshold``).
+        per_class: at most this many new examples per class and round (default from the config;
+            None: no limit).
+
+    Returns:
+        every round's additions and dev metric (also in ``summary.json``).
+
+    Raises:
+        ConfigError: no such task, no pool, or a task that is not single-label classification.
+        DataError: a missing or empty pool file.
+    """
+    import polytask
+    from polytask.data.loading import load_splits
+    from polytask.tasks import build_task
+    from polytask.tasks.classification import ClassificationTask
+    from polytask.training.loop import default_run_dir, train
+
+    tc = _pick_task(cfg, task)
+    settings = tc.unlabeled.self_training  # type: ignore[union-attr]
+    rounds = settings.rounds if rounds is None else rounds
+    threshold = settings.threshold if threshold is None else threshold
+    per_class = settings.per_class if per_class is None else per_class
+    if rounds < 1:
+        raise ConfigError(f"rounds must be at least 1; got {rounds}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold is a probability, between 0 and 1; got {threshold}")
+    if per_class is not None and per_class < 1:
+        raise ConfigError(f"per_class must be at least 1 (or unset for no limit); got {per_class}")
+    task_obj = build_task(tc, cfg.train.max_length)
+    if not isinstance(task_obj, ClassificationTask):
+        raise ConfigError(
+            f"self-training pseudo-labels single-label classification tasks; task {tc.name!r} is "
+            f"{tc.type!r}, whose predictions carry no one class probability to threshold",
+            field=f"tasks.{tc.name}.type",
+        )
+
+    pool = read_unlabeled(tc)
+    splits = load_splits(tc.data, token_level=False)
+    task_obj.fit_labels(splits["train"])
+    labels = list(task_obj.labels or [])
+    out = Path(output_dir) if output_dir else default_run_dir(cfg) / "self_training"
+    files = {s: out / "round-0" / f"{s}.jsonl" for s in splits}
+    for s, exs in splits.items():
+        _write_jsonl(files[s], exs)
+
+    def run_round(r: int, train_file: Path) -> tuple[Path, Any]:
+        round_cfg = _round_config(cfg, tc.name, {**files, "train": train_file}, labels)
+        run_dir = out / f"round-{r}" / "run"
+        return run_dir, train(round_cfg, output_dir=run_dir, overwrite=True)
+
+    run_dir, res = run_round(0, files["train"])
+    metric = res.metric
+    results = [RoundResult(0, str(run_dir), {}, 0, len(pool), res.best_metric, dict(res.dev))]
+    pseudo: list[Example] = []
+    pseudo_info: list[dict[str, Any]] = []
+    stopped = ""
+    for r in range(1, rounds + 1):
+        if not pool:
+            stopped = f"the pool was used up before round {r}"
+            break
+        predictor = polytask.load(str(run_dir))
+        preds = [row[tc.name] for row in predictor.predict_examples(pool, [tc.name])]
+        chosen = select_confident(preds, threshold, per_class)
+        if not chosen:
+            stopped = f"no pool example reached the threshold {threshold} in round {r}"
+            break
+        added: dict[str, int] = {}
+        for i in chosen:
+            label = preds[i]["label"]
+            added[label] = added.get(label, 0) + 1
+            pseudo.append(Example(text=pool[i].text, text_pair=pool[i].text_pair, label=label, where=pool[i].where))
+            pseudo_info.append({"confidence": preds[i]["probs"][label], "round": r, "source": pool[i].where})
+        taken = set(chosen)
+        pool = [ex for i, ex in enumerate(pool) if i not in taken]
+        _write_jsonl(out / f"round-{r}" / "pseudo.jsonl", pseudo, pseudo_info)
+        train_file = out / f"round-{r}" / "train.jsonl"
+        _write_jsonl(train_file, splits["train"] + pseudo)
+        run_dir, res = run_round(r, train_file)
+        results.append(RoundResult(r, str(run_dir), dict(sorted(added.items())), len(pseudo), len(pool),
+                                   res.best_metric, dict(res.dev)))
+
+    summary = out / "summary.json"
+    result = SelfTrainingResult(tc.name, metric, threshold, per_class, results, out, summary, stopped)
+    summary.write_text(json.dumps({
+        "task": tc.name, "metric": metric, "threshold": threshold, "per_class": per_class, "stopped": stopped,
+        "rounds": [asdict(r) for r in results],
+    }, indent=2), encoding="utf-8")
+    return result
+
+
+def select_confident(preds: list[dict[str, Any]], threshold: float, per_class: int | None) -> list[int]:
+    """Indices of the predictions to pseudo-label: those whose predicted class has probability
+    at least ``threshold``, at most ``per_class`` per class (the most confident first; ties by
+    position), returned in pool order.
+
+    Args:
+        preds: classification predictions ``{"label": ..., "probs": {class: p}}``.
+        threshold: the confidence needed.
+        per_class: the cap per class, or None.
+    """
+    by_class: dict[str, list[tuple[float, int]]] = {}
+    for i, p in enumerate(preds):
+        conf = float(p["probs"][p["label"]])
+        if conf >= threshold:
+            by_class.setdefault(p["label"], []).append((-conf, i))
+    keep: list[int] = []
+    for items in by_class.values():
+        items.sort()
+        keep += [i for _, i in (items if per_class is None else items[:per_class])]
+    return sorted(keep)
