@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from polytask.augment import AUGMENTERS, augment_examples, build_pipeline
+from polytask.augment import augment_examples, build_pipeline
 from polytask.augment.base import n_changes
 from polytask.augment.mention_replacement import mention_spans
 from polytask.augment.pipeline import build_op

@@ -104,7 +104,7 @@ class Augmenter(ABC):
     def __init__(self, options: Any):
         self.options = options
 
-    def check(self, field: str) -> None:
+    def check(self, field: str) -> None:  # noqa: B027 - an optional hook
         """Raise ConfigError when a resource the member needs (a package, a model folder) is
         missing or of the wrong kind. Called once before training, not per example.
 
@@ -112,7 +112,7 @@ class Augmenter(ABC):
             field: the op's config path (``tasks.sst2.augment.ops.0``), named in messages.
         """
 
-    def fit(self, examples: list[Example]) -> None:
+    def fit(self, examples: list[Example]) -> None:  # noqa: B027 - an optional hook
         """See the (original) training examples once per call, before any ``augment``: members
         that draw replacements from the training data (mentions, characters) collect them here."""
 

@@ -22,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from polytask.augment._models import describe, is_polytask_run, read_hf_config
-from polytask.augment.base import AUGMENTERS, OUTSIDE, Augmenter, check_rate, is_content_word, match_case, n_changes, split_core
+from polytask.augment.base import (
+    AUGMENTERS,
+    OUTSIDE,
+    Augmenter,
+    check_rate,
+    is_content_word,
+    match_case,
+    n_changes,
+    split_core,
+)
 from polytask.errors import ConfigError
-
 
 
 @dataclass

@@ -16,7 +16,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from polytask.augment.base import AUGMENTERS, OUTSIDE, Augmenter, is_content_word, match_case, n_changes, split_core
+from polytask.augment.base import (
+    AUGMENTERS,
+    OUTSIDE,
+    Augmenter,
+    is_content_word,
+    match_case,
+    n_changes,
+    split_core,
+)
 from polytask.augment.synonyms import SynonymOptions, check_source
 
 
