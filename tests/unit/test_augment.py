@@ -458,3 +458,24 @@ def test_cli_prints_originals_beside_augmentations(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["augment", str(exp), "--task", "nope"])
     assert res.exit_code == 2 and "no task named 'nope'; the experiment has: t" in res.output
 
+
+
+# ---- real data ---------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_conll2003_copies_keep_entities_aligned(shared_data: Path) -> None:
+    from polytask.config.schema import DataConfig
+    from polytask.data.loading import read_file
+
+    train = read_file(DataConfig(train=str(shared_data / "conll2003" / "train.txt"), format="conll"),
+                      shared_data / "conll2003" / "train.txt", token_level=True)[:2000]
+    spec = {"copies": 2, "p": 1.0, "ops": [{"type": "mention_replacement", "alpha": 0.5},
+                                            {"type": "synonym_replacement", "alpha": 0.1}]}
+    out = augment_examples(train, spec, token_level=True, seed=0, epoch=0)
+    assert len(out) == 6000
+    changed = 0
+    for i, copy in enumerate(out[2000:]):
+        original = train[i // 2]
+        assert len(copy.text) == len(copy.label)
+        assert [k for *_, k in mention_spans(copy.label)] == [k for *_, k in mention_spans(original.label)]
+        changed += copy.text != original.text
+    assert changed > 2000  # most copies differ (sentences with no entity and no content word cannot)
