@@ -11,8 +11,8 @@ Arms:
 - ``contextual``: ``contextual`` substitution with a masked LM given by ``--mlm`` (e.g. a
   ``polytask pretrain`` result on the pool; the packaged MiniLM has no MLM head), skipped without;
 - ``self_training``: ``polytask self-train`` (2 rounds, threshold 0.9, at most ``budget`` new
-  examples per class and round) on a pool = the rest of the training set, labels hidden;
-  classification only;
+  examples per class and round; CoNLL: sentences per most-mentioned entity type) on a pool =
+  the rest of the training set, labels hidden;
 - ``uda`` and ``back_translation``: listed, skipped until the training loop's consistency loss
   and a translation task exist.
 
@@ -234,8 +234,6 @@ def main() -> None:
                             ops = (TOKEN_OPS if token_level else EDA_OPS) if arm == "eda" else [
                                 {"type": "contextual", "model": str(args.mlm), "alpha": 0.15}]
                             augment = {"copies": 4, "p": 0.5, "ops": ops}
-                        elif arm == "self_training" and token_level:
-                            continue  # classification only for now
                         elif arm in ("uda", "back_translation"):
                             continue
                         name = f"{ds}-{encoder}-k{k}-s{seed}-{arm}"

@@ -14,7 +14,7 @@ import polytask
 from polytask.config import parse_config
 from polytask.errors import ConfigError, DataError
 from polytask.procedures.self_training import read_unlabeled, select_confident, self_train
-from tests.unit.toy import toy_config, toy_texts, write_toy_jsonl
+from tests.unit.toy import FILL, toy_config, toy_texts, write_toy_jsonl, write_toy_ner
 
 
 def write_pool(path: Path, n: int, seed: int) -> Path:
@@ -113,8 +113,8 @@ def test_self_training_bad_input(tmp_path: Path) -> None:
     raw["tasks"][0]["type"] = "regression"
     with pytest.raises(ConfigError) as info:
         self_train(parse_config(raw))
-    assert ("self-training pseudo-labels single-label classification tasks; task 'sent' is 'regression', whose "
-            "predictions carry no one class probability to threshold") in str(info.value)
+    assert ("self-training pseudo-labels classification and token classification tasks; task 'sent' is "
+            "'regression', whose predictions carry no one class probability to threshold") in str(info.value)
     raw["tasks"][0]["type"] = "classification"
     with pytest.raises(ConfigError, match="threshold is a probability, between 0 and 1; got 1.5"):
         self_train(parse_config(raw), threshold=1.5)
@@ -136,3 +136,36 @@ def test_cli_self_train_reports_rounds(rounds, monkeypatch: pytest.MonkeyPatch) 
     assert res.exit_code == 0, res.output
     assert "self-training of sent (sent/accuracy on dev)" in res.output
     assert f"summary written to {tmp / 'st' / 'summary.json'}" in res.output.replace("\n", "")
+
+
+def test_token_classification_round_pseudo_tags_whole_confident_sentences(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    import random
+
+    from polytask.augment.mention_replacement import mention_spans
+
+    data = write_toy_ner(tmp_path / "data")
+    rng = random.Random(3)
+    sentences = []
+    for _ in range(30):
+        words = rng.sample(FILL, 3)
+        words.insert(rng.randint(0, 3), rng.choice(["Alice", "Bob", "Carol", "Dave"]))
+        sentences.append(words)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"tokens": w}) + "\n" for w in sentences))
+    raw = toy_config(tiny_encoder_dir, data, tmp_path / "run", epochs=6, lr=5e-3)
+    raw["tasks"][0].update(type="token_classification", unlabeled={"path": str(pool)})
+    result = self_train(parse_config(raw), output_dir=tmp_path / "st", rounds=1, threshold=0.5, per_class=8)
+    first = result.rounds[0]
+    pseudo = [json.loads(line) for line in (tmp_path / "st" / "round-1" / "pseudo.jsonl").read_text().splitlines()]
+    assert pseudo and len(pseudo) <= 16  # at most 8 per class (PER, O)
+    # The pseudo tags are what round 0's model predicts; every word of the sentence is confident.
+    by_words = {tuple(p["tokens"]): p for p in pseudo}
+    predicted = polytask.load(first.run_dir).predict([list(w) for w in by_words])
+    for (words, rec), pred in zip(by_words.items(), predicted, strict=True):
+        assert rec["tags"] == pred["tags"] and len(rec["tags"]) == len(words)
+        assert rec["confidence"] >= 0.5
+        kinds = [k for *_, k in mention_spans(rec["tags"])]
+        assert rec["class"] == (max(dict.fromkeys(kinds), key=kinds.count) if kinds else "O")
+    assert sum(result.rounds[1].added.values()) == len(pseudo)
+    lines = [json.loads(x) for x in (tmp_path / "st" / "round-1" / "train.jsonl").read_text().splitlines()]
+    assert len(lines) == 48 + len(pseudo) and all(len(x["tokens"]) == len(x["tags"]) for x in lines)

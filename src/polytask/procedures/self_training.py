@@ -11,11 +11,17 @@ labelled data plus every pseudo-label so far (retraining from scratch keeps a ro
 from compounding through the weights). A pseudo-label, once given, is kept; added examples leave
 the pool.
 
+Token classification: a sentence's confidence is that of its least confident word (the
+probability of the predicted tag at the word's first subword), so a pseudo-labelled sentence has
+every tag above the threshold; its "class", for the per-class cap, is the entity type it mentions
+most (ties: the first mentioned), or ``O`` for a sentence without entities.
+
 Layout of the output folder::
 
     round-0/train.jsonl dev.jsonl [test.jsonl]   the labelled splits, as every round reads them
     round-0/run/                                  the round's polytask run (polytask.load works)
-    round-N/pseudo.jsonl                          every pseudo-label so far (text, label, confidence, round)
+    round-N/pseudo.jsonl                          every pseudo-label so far (text, label or tokens, tags and
+                                                  class; confidence, round, source file:line)
     round-N/train.jsonl                           labelled train + pseudo-labels: the round's training file
     round-N/run/
     summary.json                                  per round: examples added per class, dev metric
@@ -139,14 +145,16 @@ def read_unlabeled(tc: TaskConfig, token_level: bool = False) -> list[Example]:
 
 
 def _write_jsonl(path: Path, examples: list[Example], extra: list[dict[str, Any]] | None = None) -> None:
+    """JSONL the jsonl reader reads back: text/text_pair/label, or tokens/tags for word lists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for i, ex in enumerate(examples):
-            rec: dict[str, Any] = {"text": ex.text}
+            words = isinstance(ex.text, list)
+            rec: dict[str, Any] = {"tokens" if words else "text": ex.text}
             if ex.text_pair is not None:
                 rec["text_pair"] = ex.text_pair
-            rec["label"] = ex.label
+            rec["tags" if words else "label"] = ex.label
             if extra is not None:
                 rec.update(extra[i])
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -181,7 +189,7 @@ def self_train(
     threshold: float | None = None,
     per_class: int | None = None,
 ) -> SelfTrainingResult:
-    """Run self-training on one classification task with an ``unlabeled`` pool.
+    """Run self-training on one classification or token classification task with an ``unlabeled`` pool.
 
     Args:
         cfg: the experiment (its other tasks train along unchanged).
@@ -196,13 +204,14 @@ def self_train(
         every round's additions and dev metric (also in ``summary.json``).
 
     Raises:
-        ConfigError: no such task, no pool, or a task that is not single-label classification.
+        ConfigError: no such task, no pool, or a task that is not (token) classification.
         DataError: a missing or empty pool file.
     """
     import polytask
     from polytask.data.loading import load_splits
     from polytask.tasks import build_task
     from polytask.tasks.classification import ClassificationTask
+    from polytask.tasks.token_classification import TokenClassificationTask
     from polytask.training.loop import default_run_dir, train
 
     tc = _pick_task(cfg, task)
@@ -217,15 +226,16 @@ def self_train(
     if per_class is not None and per_class < 1:
         raise ConfigError(f"per_class must be at least 1 (or unset for no limit); got {per_class}")
     task_obj = build_task(tc, cfg.train.max_length)
-    if not isinstance(task_obj, ClassificationTask):
+    if not isinstance(task_obj, (ClassificationTask, TokenClassificationTask)):
         raise ConfigError(
-            f"self-training pseudo-labels single-label classification tasks; task {tc.name!r} is "
+            f"self-training pseudo-labels classification and token classification tasks; task {tc.name!r} is "
             f"{tc.type!r}, whose predictions carry no one class probability to threshold",
             field=f"tasks.{tc.name}.type",
         )
+    token_level = task_obj.token_level
 
-    pool = read_unlabeled(tc)
-    splits = load_splits(tc.data, token_level=False)
+    pool = read_unlabeled(tc, token_level)
+    splits = load_splits(tc.data, token_level=token_level)
     task_obj.fit_labels(splits["train"])
     labels = list(task_obj.labels or [])
     out = Path(output_dir) if output_dir else default_run_dir(cfg) / "self_training"
@@ -249,7 +259,10 @@ def self_train(
             stopped = f"the pool was used up before round {r}"
             break
         predictor = polytask.load(str(run_dir))
-        preds = [row[tc.name] for row in predictor.predict_examples(pool, [tc.name])]
+        if token_level:
+            preds = tag_confidences(predictor, tc.name, pool)
+        else:
+            preds = [row[tc.name] for row in predictor.predict_examples(pool, [tc.name])]
         chosen = select_confident(preds, threshold, per_class)
         if not chosen:
             stopped = f"no pool example reached the threshold {threshold} in round {r}"
@@ -258,8 +271,10 @@ def self_train(
         for i in chosen:
             label = preds[i]["label"]
             added[label] = added.get(label, 0) + 1
-            pseudo.append(Example(text=pool[i].text, text_pair=pool[i].text_pair, label=label, where=pool[i].where))
-            pseudo_info.append({"confidence": preds[i]["probs"][label], "round": r, "source": pool[i].where})
+            target = preds[i]["tags"] if token_level else label
+            pseudo.append(Example(text=pool[i].text, text_pair=pool[i].text_pair, label=target, where=pool[i].where))
+            info = {"confidence": preds[i]["probs"][label], "round": r, "source": pool[i].where}
+            pseudo_info.append({**info, "class": label} if token_level else info)
         taken = set(chosen)
         pool = [ex for i, ex in enumerate(pool) if i not in taken]
         _write_jsonl(out / f"round-{r}" / "pseudo.jsonl", pseudo, pseudo_info)
@@ -276,6 +291,47 @@ def self_train(
         "rounds": [asdict(r) for r in results],
     }, indent=2), encoding="utf-8")
     return result
+
+
+def tag_confidences(predictor: Any, task: str, examples: list[Example]) -> list[dict[str, Any]]:
+    """Per sentence: predicted tags, their least confident word's probability, and its class.
+
+    Returns ``{"tags", "label", "probs": {label: confidence}}`` per example, shaped like a
+    classification prediction so ``select_confident`` serves both: ``label`` is the entity type
+    mentioned most (``O`` when none), ``confidence`` the minimum over words of the predicted tag's
+    probability at the word's first subword (0 when a word was truncated away).
+
+    Args:
+        predictor: a loaded run (``polytask.load``) with the token classification ``task``.
+        task: the task's name.
+        examples: word lists.
+    """
+    import torch
+
+    from polytask.augment.mention_replacement import mention_spans
+
+    t = predictor.tasks[task]
+    labels = t.labels or []
+    words = [e if isinstance(e.text, list) else Example(text=str(e.text).split(), where=e.where) for e in examples]
+    feats = predictor._features(t, words)
+    out: list[dict[str, Any]] = []
+    size = max(1, int(predictor.batch_size))
+    for start in range(0, len(feats), size):
+        batch = t.collate(feats[start : start + size], predictor.pad_id)
+        with torch.no_grad():
+            probs = predictor._logits(batch, [task])[task].float().softmax(-1).cpu()  # (B, T, C)
+        for b, (word_ids, n_words) in enumerate(zip(batch["word_ids"], batch["n_words"], strict=True)):
+            conf, best = probs[b].max(-1)  # (T,) probability and index of each position's best tag
+            tags, confs = ["O"] * n_words, [0.0] * n_words
+            seen: set[int] = set()
+            for pos, w in enumerate(word_ids):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    tags[w], confs[w] = labels[int(best[pos])], float(conf[pos])
+            kinds = [k for _, _, k in mention_spans(tags)]
+            label = max(dict.fromkeys(kinds), key=kinds.count) if kinds else "O"
+            out.append({"tags": tags, "label": label, "probs": {label: min(confs) if confs else 0.0}})
+    return out
 
 
 def select_confident(preds: list[dict[str, Any]], threshold: float, per_class: int | None) -> list[int]:
