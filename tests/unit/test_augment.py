@@ -479,3 +479,21 @@ def test_conll2003_copies_keep_entities_aligned(shared_data: Path) -> None:
         assert [k for *_, k in mention_spans(copy.label)] == [k for *_, k in mention_spans(original.label)]
         changed += copy.text != original.text
     assert changed > 2000  # most copies differ (sentences with no entity and no content word cannot)
+
+
+def test_preview_lines_show_tags_and_pairs() -> None:
+    from polytask.commands.augment import show
+
+    assert show(Example(text=["Alice", "met", "Bob"], label=["B-PER", "O", "B-PER"])) == "Alice/B-PER met Bob/B-PER"
+    assert show(Example(text="a b", text_pair="c d")) == "a b || c d"
+
+
+def test_an_augment_block_can_be_set_from_the_command_line() -> None:
+    # what `--set` and study arms (`arms[].set`) do: a whole block as one YAML value
+    from polytask.config.loader import apply_overrides
+
+    raw = {"tasks": [{"name": "t", "type": "classification", "data": {"train": "x.jsonl"}}]}
+    raw = apply_overrides(raw, ["tasks.t.augment={copies: 2, ops: [{type: random_swap, alpha: 0.2}]}"])
+    assert parse_config(raw).tasks[0].augment.copies == 2
+    raw = apply_overrides(raw, ["tasks.t.augment.ops=[{type: nope}]"])
+    assert "unknown augmentation op 'nope'" in config_error(raw)
