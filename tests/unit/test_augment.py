@@ -497,3 +497,43 @@ def test_an_augment_block_can_be_set_from_the_command_line() -> None:
     assert parse_config(raw).tasks[0].augment.copies == 2
     raw = apply_overrides(raw, ["tasks.t.augment.ops=[{type: nope}]"])
     assert "unknown augmentation op 'nope'" in config_error(raw)
+
+
+def test_a_third_party_op_by_import_path() -> None:
+    from dataclasses import dataclass
+
+    from polytask.augment.base import Augmenter
+
+    @dataclass
+    class ShoutConfig:
+        times: int = 1
+
+    class ShoutOp(Augmenter):
+        options_class = ShoutConfig
+
+        def augment_text(self, text: str, rng: random.Random) -> str:
+            return text.upper() + "!" * self.options.times
+
+    import sys
+    import types
+
+    module = types.ModuleType("shout_ops")
+    module.ShoutOp = ShoutOp
+    sys.modules["shout_ops"] = module
+    try:
+        out = augment_examples([Example(text="hi there", label="a")],
+                               {"p": 1.0, "ops": [{"type": "shout_ops:ShoutOp", "times": 2}]},
+                               token_level=False, seed=0, epoch=0)
+    finally:
+        del sys.modules["shout_ops"]
+    assert out[1].text == "HI THERE!!" and out[1].meta["augmented"]["ops"] == ["ShoutOp"]
+
+
+def test_token_words_given_as_one_string_are_split() -> None:
+    ex = Example(text="Alice met Bob", label="B-PER O B-PER")
+    other = Example(text=["Carol"], label=["B-PER"])
+    out = augment_examples([ex, other], {"p": 1.0, "ops": [{"type": "mention_replacement", "alpha": 1.0}]},
+                           token_level=True, seed=0, epoch=0)
+    # the inventory holds Alice, Bob and Carol; each mention becomes one of the others
+    assert out[2].text[1] == "met" and out[2].label == ["B-PER", "O", "B-PER"]
+    assert out[2].text[0] in ("Bob", "Carol") and out[2].text[2] in ("Alice", "Carol")

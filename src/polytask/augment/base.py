@@ -148,6 +148,11 @@ class Augmenter(ABC):
         return replace(example, meta=dict(example.meta), **changes)
 
 
+def op_name(cls: type) -> str:
+    """The registry name of a member, or its class name for one given by import path."""
+    return getattr(cls, "registry_name", cls.__name__)
+
+
 def for_token_tasks() -> list[str]:
     """Names of the members that keep token tags aligned."""
     return [n for n in AUGMENTERS.names() if AUGMENTERS.get(n).token_level_ok]
@@ -155,7 +160,7 @@ def for_token_tasks() -> list[str]:
 
 def check_fits_task(cls: type[Augmenter], token_level: bool, field: str) -> None:
     """ConfigError when a member cannot serve this kind of task (e.g. a swap on NER tags)."""
-    name = cls.registry_name
+    name = op_name(cls)
     if token_level and not cls.token_level_ok:
         raise ConfigError(
             f"augmentation op {name!r} does not keep token tags aligned (it moves, removes or "

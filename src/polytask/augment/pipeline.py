@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from polytask.augment.base import AUGMENTERS, Augmenter, check_fits_task
+from polytask.augment.base import AUGMENTERS, Augmenter, check_fits_task, op_name
 from polytask.data.example import Example
 from polytask.errors import ConfigError
 from polytask.options import build_options
@@ -106,12 +106,16 @@ class AugmentPipeline:
         """Copy number ``copy`` of the ``index``-th training example, for this seed and epoch."""
         rng = example_rng(seed, epoch, index, copy)
         sides = SIDES[self.spec.pair]
+        if self.token_level and isinstance(example.text, str):
+            # Token tasks also accept words as one string (tags likewise); ops need the lists.
+            label = example.label.split() if isinstance(example.label, str) else example.label
+            example = replace(example, text=example.text.split(), label=label)
         out = example
         applied: list[str] = []
         for op in self.ops:
             if rng.random() < self.spec.p:
                 out = op.augment(out, rng, sides)
-                applied.append(op.registry_name)
+                applied.append(op_name(type(op)))
         where = f"{example.where} (augmented copy {copy + 1})" if example.where else f"augmented copy {copy + 1}"
         return replace(out, where=where, meta={**example.meta, "augmented": {"copy": copy + 1, "ops": applied}})
 
