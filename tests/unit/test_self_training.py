@@ -85,6 +85,12 @@ def test_pool_labels_are_ignored_and_bad_pools_are_reported(tmp_path: Path) -> N
 
     pool = read_unlabeled(cfg_with(str(write_pool(tmp_path / "pool.jsonl", 5, 1))).tasks[0])
     assert len(pool) == 5 and all(e.label is None for e in pool)
+    (tmp_path / "pool.txt").write_text("good fun film\n\nawful plot\n")  # .txt: one text per line
+    pool = read_unlabeled(cfg_with(str(tmp_path / "pool.txt")).tasks[0])
+    assert [(e.text, e.where) for e in pool] == [("good fun film", f"{tmp_path / 'pool.txt'}:1"),
+                                                 ("awful plot", f"{tmp_path / 'pool.txt'}:3")]
+    raw["tasks"][0]["unlabeled"] = {"path": str(tmp_path / "pool.txt"), "format": "label_text"}
+    assert [e.text for e in read_unlabeled(parse_config(raw).tasks[0])] == ["fun film", "plot"]  # labels dropped
     (tmp_path / "empty.jsonl").write_text("\n  \n")
     with pytest.raises(DataError) as info:
         read_unlabeled(cfg_with(str(tmp_path / "empty.jsonl")).tasks[0])

@@ -104,14 +104,17 @@ class UnlabeledConfig(Strict):
 
     Args:
         path: a file or folder, relative to the experiment file.
-        format: a reader format (``auto`` infers it as for ``data``).
+        format: a reader format, or ``lines`` (one text per line; for token classification,
+            words separated by spaces). ``auto`` reads a ``.txt`` file as ``lines`` (a pool has
+            no labels to put before the text; set ``label_text`` for an SST-style labelled
+            file, whose labels are then dropped) and infers other formats as for ``data``.
         columns: where the text lives in a row; the task's ``data.columns`` when unset.
         limit: keep a seeded random subset of this many examples.
         self_training: settings of ``polytask self-train``.
     """
 
     path: str
-    format: DataFormat = "auto"
+    format: DataFormat | Literal["lines"] = "auto"
     columns: ColumnsConfig | None = None
     limit: int | None = Field(None, gt=0)
     self_training: SelfTrainingConfig = Field(default_factory=SelfTrainingConfig)

@@ -133,15 +133,30 @@ def read_unlabeled(tc: TaskConfig, token_level: bool = False) -> list[Example]:
             UserWarning,
             stacklevel=2,
         )
-    data = tc.data.model_copy(update={
-        "train": str(path), "dev": None, "test": None, "format": unl.format, "label_map": None,
-        "columns": unl.columns or tc.data.columns, "limit": None,
-    })
-    examples = read_file(data, path, token_level, split="unlabeled")
-    pool = [Example(text=e.text, text_pair=e.text_pair, label=None, where=e.where, meta=dict(e.meta)) for e in examples]
+    if unl.format == "lines" or (unl.format == "auto" and path.is_file() and path.suffix.lower() == ".txt"):
+        pool = read_lines(path, tc.data.encoding, token_level)
+    else:
+        data = tc.data.model_copy(update={
+            "train": str(path), "dev": None, "test": None, "format": unl.format, "label_map": None,
+            "columns": unl.columns or tc.data.columns, "limit": None,
+        })
+        examples = read_file(data, path, token_level, split="unlabeled")
+        pool = [Example(text=e.text, text_pair=e.text_pair, label=None, where=e.where, meta=dict(e.meta))
+                for e in examples]
     if unl.limit:
         pool = seeded_subset(pool, unl.limit, tc.data.split_seed)
     return pool
+
+
+def read_lines(path: Path, encoding: str, token_level: bool) -> list[Example]:
+    """One unlabelled text per non-blank line (words split on spaces for token tasks)."""
+    out = []
+    with open(path, encoding=encoding) as fh:
+        for n, line in enumerate(fh, start=1):
+            text = line.strip()
+            if text:
+                out.append(Example(text=text.split() if token_level else text, where=f"{path}:{n}"))
+    return out
 
 
 def _write_jsonl(path: Path, examples: list[Example], extra: list[dict[str, Any]] | None = None) -> None:
