@@ -537,3 +537,21 @@ def test_token_words_given_as_one_string_are_split() -> None:
     # the inventory holds Alice, Bob and Carol; each mention becomes one of the others
     assert out[2].text[1] == "met" and out[2].label == ["B-PER", "O", "B-PER"]
     assert out[2].text[0] in ("Bob", "Carol") and out[2].text[2] in ("Alice", "Carol")
+
+
+def test_resolve_paths_makes_option_paths_absolute(tmp_path: Path, vectors_file: str) -> None:
+    from polytask.augment import resolve_paths
+
+    (tmp_path / "mlm").mkdir()
+    (tmp_path / "vec.txt").write_text(Path(vectors_file).read_text())
+    (tmp_path / "pool.txt").write_text("a text\n")
+    cfg = parse_config({"tasks": [{"name": "t", "type": "classification", "data": {"train": "x.jsonl"},
+                                   "unlabeled": {"path": "pool.txt"},
+                                   "augment": {"ops": [{"type": "contextual", "model": "mlm"},
+                                                       {"type": "synonym_replacement", "source": "vec.txt"},
+                                                       {"type": "random_insertion"}]}}]})
+    resolve_paths(cfg, tmp_path)
+    ops = cfg.tasks[0].augment.ops
+    assert ops[0]["model"] == str(tmp_path / "mlm") and ops[1]["source"] == str(tmp_path / "vec.txt")
+    assert "source" not in ops[2]  # the packaged default stays a name
+    assert cfg.tasks[0].unlabeled.path == str(tmp_path / "pool.txt")
