@@ -64,6 +64,62 @@ class DataConfig(Strict):
         return self
 
 
+class AugmentConfig(Strict):
+    """Augmentation of a task's training set, new copies every epoch (see ``polytask.augment``).
+
+    Args:
+        copies: augmented copies of each training example, besides the example itself.
+        p: the probability that each op is applied to a copy (ops run in the order listed).
+        ops: the operations, each ``{type: name, ...its options}`` (``synonym_replacement``,
+            ``random_insertion``, ``random_swap``, ``random_deletion``, ``contextual``,
+            ``back_translation``, ``mention_replacement``, ``char_swap``, ``char_deletion``,
+            ``char_insertion``, or an import path).
+        pair: for sentence pairs, which texts are edited: ``both``, ``first`` or ``second``.
+    """
+
+    copies: int = Field(1, ge=1, le=64)
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    ops: list[Any] = Field(min_length=1)  # mappings {type, ...}; checked by polytask.augment
+    pair: Literal["both", "first", "second"] = "both"
+
+
+class SelfTrainingConfig(Strict):
+    """Self-training on a task's unlabelled pool (see ``polytask.procedures.self_training``).
+
+    Args:
+        rounds: rounds of pseudo-labelling and retraining after the first (labelled-only) run.
+        threshold: a pool example is pseudo-labelled only when the model's probability of its
+            predicted class is at least this.
+        per_class: at most this many new examples per class and round (the most confident
+            first), which keeps the pseudo-labels balanced; None: no limit.
+    """
+
+    rounds: int = Field(2, ge=1, le=20)
+    threshold: float = Field(0.9, ge=0.0, le=1.0)
+    per_class: int | None = Field(None, gt=0)
+
+
+class UnlabeledConfig(Strict):
+    """A pool of unlabelled text for a task (labels in the file, if any, are ignored).
+
+    Args:
+        path: a file or folder, relative to the experiment file.
+        format: a reader format, or ``lines`` (one text per line; for token classification,
+            words separated by spaces). ``auto`` reads a ``.txt`` file as ``lines`` (a pool has
+            no labels to put before the text; set ``label_text`` for an SST-style labelled
+            file, whose labels are then dropped) and infers other formats as for ``data``.
+        columns: where the text lives in a row; the task's ``data.columns`` when unset.
+        limit: keep a seeded random subset of this many examples.
+        self_training: settings of ``polytask self-train``.
+    """
+
+    path: str
+    format: DataFormat | Literal["lines"] = "auto"
+    columns: ColumnsConfig | None = None
+    limit: int | None = Field(None, gt=0)
+    self_training: SelfTrainingConfig = Field(default_factory=SelfTrainingConfig)
+
+
 class TaskConfig(Strict):
     """One task: what it predicts and from which data.
 
@@ -76,6 +132,8 @@ class TaskConfig(Strict):
         metric: the metric early stopping and "best" use for this task; the task's default
             otherwise.
         options: type-specific options (e.g. ``threshold`` for multilabel), checked by the type.
+        augment: augmentation of the training set (see ``AugmentConfig``); never dev or test.
+        unlabeled: a pool of unlabelled text (see ``UnlabeledConfig``).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -86,6 +144,21 @@ class TaskConfig(Strict):
     metric: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     task_layers: int = Field(0, ge=0, le=6)
+    augment: AugmentConfig | None = None
+    unlabeled: UnlabeledConfig | None = None
+
+    @model_validator(mode="after")
+    def _augment_fits(self) -> TaskConfig:
+        if self.augment is not None:
+            # Names and options come from the augmentation registry, imported only when used.
+            from polytask.augment.pipeline import check_spec
+            from polytask.errors import ConfigError
+
+            try:
+                check_spec(self.augment, self.name, self.type)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
 
 class EncoderConfig(Strict):

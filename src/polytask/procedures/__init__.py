@@ -1,2 +1,3 @@
-"""Training procedures beyond fine-tuning, each on the step engine (``training/engine.py``):
-inter-task affinity (``affinity``); masked-LM pretraining lives in ``polytask.pretrain``."""
+"""Training procedures beyond fine-tuning, each on the step engine (``training/engine.py``) or on
+``train`` itself: inter-task affinity (``affinity``), self-training rounds (``self_training``);
+masked-LM pretraining lives in ``polytask.pretrain``."""
