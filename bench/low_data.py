@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import json
 import os
 import platform
@@ -140,13 +139,6 @@ def draw(rows: list[dict[str, Any]], k: int, seed: int, token_level: bool) -> tu
 # --- runs ----------------------------------------------------------------------------------
 
 
-def loop_applies_augment() -> bool:
-    """Whether the training loop reads ``tasks[].augment`` (it does once the loop wiring lands)."""
-    import polytask.training.loop as loop
-
-    return "augment_examples" in inspect.getsource(loop)
-
-
 def experiment(name: str, train_file: str, eval_file: str, token_level: bool, encoder: str, steps: int,
                seed: int, augment: dict | None = None, pool: str | None = None) -> dict[str, Any]:
     enc, train = ENCODERS[encoder]
@@ -202,10 +194,7 @@ def main() -> None:
 
     import torch
 
-    augment_ok = loop_applies_augment()
     notes: list[str] = []
-    if not augment_ok:
-        notes.append("eda, contextual: skipped, the training loop does not apply tasks[].augment yet")
     if "contextual" in args.arms and not args.mlm:
         notes.append("contextual: skipped, give --mlm (a masked LM folder)")
     for arm in ("uda", "back_translation"):
@@ -229,7 +218,7 @@ def main() -> None:
                     for arm in args.arms:
                         augment = None
                         if arm in ("eda", "contextual"):
-                            if not augment_ok or (arm == "contextual" and not args.mlm):
+                            if arm == "contextual" and not args.mlm:
                                 continue
                             ops = (TOKEN_OPS if token_level else EDA_OPS) if arm == "eda" else [
                                 {"type": "contextual", "model": str(args.mlm), "alpha": 0.15}]

@@ -82,6 +82,10 @@ def _resolve_paths(cfg: ExperimentConfig, base: Path | None) -> None:
                 setattr(task.data, split, str((base / value).resolve()))
     if base is None:
         return
+    if any(t.augment is not None or t.unlabeled is not None for t in cfg.tasks):
+        from polytask.augment import resolve_paths  # augment options and unlabeled pools
+
+        resolve_paths(cfg, base)
     init = cfg.transfer.init_from
     if init and not os.path.isabs(init):
         cfg.transfer.init_from = str((base / init).resolve())

@@ -32,6 +32,7 @@ from polytask.training.run import (
     Run,
     build_feature_cache,
     build_run,
+    epoch_features,
     restore,
     resume_checkpoint,
 )
@@ -82,6 +83,7 @@ def train(
     run.model.train()
     with run.engine.stop, progress:
         while state.step < plan.total_steps and state.epoch < plan.n_epochs:
+            epoch_features(run, state.epoch)
             batches = schedule.epoch_batches(run.feats, cfg.train, state.epoch, run.accelerator.num_processes,
                                              run.accelerator.process_index, plan.sampler, plan.run_epochs, plan.mode)
             while state.batch_in_epoch < len(batches) and state.step < plan.total_steps:
@@ -221,7 +223,7 @@ def _log_step(run: Run, speed: float, progress: Progress) -> None:
             record.update({f"weight/{t}": w for t, w in run.unwrapped.weighting.weights().items()})
         run.logger.log("train", state.step, state.epoch, record)
         _notify(run, "on_log", state.step, record)
-    progress.update(state.step, loss=getattr(run, "shown_loss", float("nan")), speed=speed, epoch=state.epoch + 1)
+    progress.update(state.step, loss=run.shown_loss, speed=speed, epoch=state.epoch + 1)
 
 
 def _end_epoch(run: Run) -> None:

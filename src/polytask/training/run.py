@@ -95,6 +95,8 @@ class Run:
     dev_metrics: dict[str, float] = field(default_factory=dict)
     evaluated_at: int = -1  # step of the latest evaluation
     epoch_loss: dict[str, list] = field(default_factory=dict)
+    shown_loss: float = float("nan")  # the latest logged training loss (progress bar)
+    features_epoch: int = 0  # the epoch the training features are of (augmented copies)
 
     @property
     def tasks(self) -> dict[str, Any]:
@@ -160,6 +162,7 @@ def build_run(cfg: ExperimentConfig, output_dir: str | Path | None = None, resum
         type(member).check_config(cfg)
     mode = step_mode(cfg)
     data = prepare_tasks(cfg, ckpt.load_meta(resume_from)["tasks"] if resume_from else None)
+    _check_augment(cfg, data)
     claim_run_dir(run_dir, resume, overwrite)
     # 2. The model and its features.
     model, feats, init_report = _setup_model(cfg, data, strategies, resume_from)
@@ -199,9 +202,46 @@ def restore(run: Run, checkpoint: Path) -> None:
     run.epoch_loss = {n: list(v) for n, v in run.state.epoch_loss.items()}
 
 
+def epoch_features(run: Run, epoch: int) -> None:
+    """The training features of ``epoch``: new augmented copies for tasks with ``augment``
+    (seeded by the run's seed and the epoch, so a resumed run sees the same copies)."""
+    if run.features_epoch == epoch:
+        return
+    for name, train in _augmented(run.cfg, run.data, epoch, run.tokenizer).items():
+        run.feats[name]["train"] = train
+    run.features_epoch = epoch
+
+
+def _augmented(cfg: ExperimentConfig, data: dict[str, TaskData], epoch: int, tokenizer: Any) -> dict[str, list]:
+    """Encoded originals + augmented copies of each augmenting task's training split."""
+    out = {}
+    for tcfg in cfg.tasks:
+        if getattr(tcfg, "augment", None) is None:
+            continue
+        from polytask.augment import augment_examples
+
+        task = data[tcfg.name].task
+        examples = augment_examples(data[tcfg.name].splits["train"], tcfg.augment, token_level=task.token_level,
+                                    seed=cfg.train.seed, epoch=epoch, field=f"tasks.{tcfg.name}.augment")
+        out[tcfg.name] = [task.encode(ex, tokenizer) for ex in examples]
+    return out
+
+
+def _check_augment(cfg: ExperimentConfig, data: dict[str, TaskData]) -> None:
+    """Build every ``augment`` pipeline before the model loads: bad ops and missing resources fail now."""
+    for tcfg in cfg.tasks:
+        if getattr(tcfg, "augment", None) is not None:
+            from polytask.augment import build_pipeline
+
+            build_pipeline(tcfg.augment, token_level=data[tcfg.name].task.token_level,
+                           field=f"tasks.{tcfg.name}.augment")
+
+
 def build_feature_cache(run: Run) -> None:
-    """Encoder outputs of the training set, once, when the encoder stays fixed for the run."""
-    if run.strategies.fixed_encoder and not run.unwrapped.towers:
+    """Encoder outputs of the training set, once, when the encoder stays fixed for the run (and the
+    training inputs too: augmented copies change every epoch)."""
+    augmenting = any(getattr(t, "augment", None) is not None for t in run.cfg.tasks)
+    if run.strategies.fixed_encoder and not run.unwrapped.towers and not augmenting:
         run.unwrapped.to(run.accelerator.device)
         run.cache = FeatureCache(run.unwrapped, run.tasks, {n: f["train"] for n, f in run.feats.items()},
                                  run.pad_id, run.accelerator.device, run.cfg.train.eval_batch_size)
@@ -226,6 +266,8 @@ def _setup_model(cfg: ExperimentConfig, data: dict[str, TaskData], strategies: S
     tok = encoder.tokenizer
     feats = {name: {s: [td.task.encode(ex, tok) for ex in exs] for s, exs in td.splits.items()}
              for name, td in data.items()}
+    for name, train in _augmented(cfg, data, 0, tok).items():  # same count every epoch: the plan holds
+        feats[name]["train"] = train
     return model, feats, init_report
 
 
