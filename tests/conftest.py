@@ -42,3 +42,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def toy(tmp_path: Path) -> dict[str, str]:
+    """The separable toy sentiment set (64 train, 32 dev examples) as JSONL files."""
+    from tests.unit.toy import write_toy_jsonl
+
+    return write_toy_jsonl(tmp_path / "data")
+
+
+@pytest.fixture()
+def toy_ner(tmp_path: Path) -> dict[str, str]:
+    """A toy CoNLL set (names are PER): 48 train, 16 dev sentences."""
+    from tests.unit.toy import write_toy_ner
+
+    return write_toy_ner(tmp_path / "ner")

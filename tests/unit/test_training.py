@@ -18,12 +18,7 @@ from polytask.runs import load_run
 from polytask.training import checkpoint as ckpt
 from polytask.training import logging as tlog
 from polytask.training.loop import read_metrics, train
-from tests.unit.toy import toy_config, toy_texts, write_toy_jsonl, write_toy_ner
-
-
-@pytest.fixture()
-def toy(tmp_path: Path) -> dict[str, str]:
-    return write_toy_jsonl(tmp_path / "data")
+from tests.unit.toy import toy_config, toy_texts, write_toy_ner
 
 
 def test_learns_and_writes_a_complete_run(tmp_path: Path, tiny_encoder_dir: Path, toy: dict[str, str]) -> None:
