@@ -39,6 +39,7 @@ INIT_REPORT_FILE = "init_from.json"
 CHECKPOINTS_DIR = "checkpoints"
 ENCODER_DIR = "encoder"  # training.checkpoint.ENCODER_DIR: also inside every checkpoint
 CHECKPOINT_NAMES = ("best", "last")
+LOCK_FILE = ".lock"  # the process that writes the run: {"pid", "host", "since"}
 
 
 def default_run_dir(cfg: ExperimentConfig) -> Path:
@@ -58,6 +59,114 @@ def existing_checkpoint(run_dir: str | Path, name: str) -> Path | None:
     from polytask.training import checkpoint as ckpt
 
     return ckpt.resolve_dir(checkpoint_dir(run_dir, name))
+
+
+class RunLock:
+    """An exclusive claim on a run folder while a process writes it.
+
+    The lock file holds the owner's pid and host. A second writer is refused with who holds it; a
+    lock left by a process that is gone (same host, pid not running) is taken over with a note.
+
+    Args:
+        run_dir: the run folder (created if needed).
+        note: where a take-over message goes (default: stderr).
+    """
+
+    def __init__(self, run_dir: str | Path, note: Callable[[str], None] | None = None):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.note = note or (lambda text: print(text, file=__import__("sys").stderr))
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        import json
+        import os
+        import socket
+        import time
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and not self._stale(owner, me["host"]):
+                    raise CheckpointError(
+                        f"{self.path.parent} is in use by process {owner.get('pid')} on {owner.get('host')} "
+                        f"(since {owner.get('since')}); wait for it to finish or stop it. If no such "
+                        f"process runs, delete {self.path}"
+                    ) from None
+                self.note(f"taking over {self.path}: its process {owner and owner.get('pid')} is gone")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return self
+        raise CheckpointError(f"{self.path}: could not take the run folder's lock; try again")
+
+    def _owner(self) -> dict | None:
+        import json
+
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # unreadable or half-written: a crash while taking it
+
+    @staticmethod
+    def _stale(owner: dict, host: str) -> bool:
+        import os
+
+        if owner.get("host") != host:
+            return False  # another machine's process cannot be checked from here
+        try:
+            os.kill(int(owner.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError, TypeError):
+            return False
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete half-written checkpoint folders a killed process left (``checkpoints/.tmp-*``).
+
+    Only the lock holder calls this, so no other process is writing them.
+    """
+    import shutil
+
+    found = sorted((Path(run_dir) / CHECKPOINTS_DIR).glob(".tmp-*"))
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+    return found
+
+
+def truncate_metrics(run_dir: str | Path, step: int) -> int:
+    """Drop the log lines a killed run wrote after ``step`` (the checkpoint a resume starts from),
+    so a resumed run's ``metrics.jsonl`` has no duplicates. Returns how many were dropped."""
+    import json
+
+    from polytask.io import write_text
+
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        write_text(path, "".join(line + "\n" for line in kept))
+    return len(lines) - len(kept)
 
 
 @dataclass
@@ -83,6 +192,11 @@ def find_checkpoint(path: str | Path, checkpoint: str = "best") -> Path:
     for name in order:
         found = existing_checkpoint(path, name)
         if found is not None:
+            if name != checkpoint:
+                import warnings
+
+                warnings.warn(f"{path}: no {checkpoint} checkpoint (no evaluation finished?); using {name}",
+                              UserWarning, stacklevel=2)
             return found
     raise CheckpointError(
         f"{path}: no checkpoint found (looked for checkpoints/{' and checkpoints/'.join(order)}); "

@@ -318,6 +318,15 @@ class ExperimentConfig(Strict):
     multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # The name becomes a folder under runs/: a separator or '..' would write elsewhere.
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"name {name!r} must be a plain folder name (no '/', '\\' or '..'); "
+                             "set output_dir to choose where the run goes")
+        return name
+
     @field_validator("tasks")
     @classmethod
     def _unique_names(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:

@@ -73,13 +73,22 @@ def train(
             (return True to stop the run), ``on_save(step, path)`` and ``on_end(result)``.
     """
     run = build_run(cfg, output_dir, resume, overwrite, callbacks)
+    try:
+        return _train(run, resume)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _train(run: Run, resume: bool) -> TrainResult:
+    cfg = run.cfg
     if resume:
         restore(run, resume_checkpoint(cfg, run.run_dir))
     build_feature_cache(run)
     state, plan = run.state, run.plan
     result = TrainResult(run.run_dir, run.metric, None, None, 0)
     progress = Progress(plan.total_steps, enabled=run.main and cfg.train.progress, start=state.step)
-    t0, seen_at_start = time.perf_counter(), state.examples_seen
+    run.started, seen_at_start = time.perf_counter(), state.examples_seen
     run.model.train()
     with run.engine.stop, progress:
         while state.step < plan.total_steps and state.epoch < plan.n_epochs:
@@ -90,7 +99,7 @@ def train(
                 group = batches[state.batch_in_epoch : state.batch_in_epoch + plan.per_step]
                 train_step(run, group)
                 state.batch_in_epoch += len(group)
-                speed = (state.examples_seen - seen_at_start) / max(time.perf_counter() - t0, 1e-9)
+                speed = (state.examples_seen - seen_at_start) / max(time.perf_counter() - run.started, 1e-9)
                 _log_step(run, speed, progress)
                 if cfg.train.eval_every and state.step % cfg.train.eval_every == 0 and evaluate_and_save(run, progress):
                     result.stopped_early = True
@@ -109,8 +118,9 @@ def train(
             progress.note(f"interrupted: state saved at step {state.step}; continue with --resume")
         elif run.evaluated_at != state.step:
             evaluate_and_save(run, progress)  # e.g. max_steps ended mid-epoch: score the final weights
-    result.seconds = time.perf_counter() - t0
-    result.examples_per_second = (state.examples_seen - seen_at_start) / max(result.seconds, 1e-9)
+    session = time.perf_counter() - run.started
+    result.seconds = state.seconds + session  # every session of the run, resumes included
+    result.examples_per_second = (state.examples_seen - seen_at_start) / max(session, 1e-9)
     result.steps, result.best_metric, result.best_step = state.step, state.best_metric, state.best_step
     result.dev = run.dev_metrics
     if not result.interrupted:
@@ -273,6 +283,7 @@ def save(run: Run, which: str, metrics: dict[str, float]) -> None:
     state = run.state
     if which == "last":
         state.epoch_loss = {n: [float(v[0]), int(v[1])] for n, v in run.epoch_loss.items()}
+        seconds, state.seconds = state.seconds, state.seconds + time.perf_counter() - run.started
     if run.main:
         weights = run.strategies.checkpoint_state(run.unwrapped, run.unwrapped.state_dict())
         meta = {"config": run.cfg.model_dump(mode="json"), "tasks": {n: t.state() for n, t in run.tasks.items()},
@@ -285,6 +296,7 @@ def save(run: Run, which: str, metrics: dict[str, float]) -> None:
                                     run.run_dir / runs.ENCODER_DIR, **extra)
         _notify(run, "on_save", state.step, path)
     if which == "last":
+        state.seconds = seconds  # the saved total includes this session so far; the live one does not
         run.accelerator.wait_for_everyone()
 
 

@@ -51,6 +51,7 @@ class LoopState:
     bad_evals: int = 0  # evaluations without improvement (early stopping)
     examples_seen: int = 0
     epoch_loss: dict[str, list[float]] = field(default_factory=dict)  # task -> [sum, batches] so far this epoch
+    seconds: float = 0.0  # wall-clock training time of the sessions before this one (resumes)
 
 
 @dataclass
@@ -96,6 +97,8 @@ class Run:
     evaluated_at: int = -1  # step of the latest evaluation
     epoch_loss: dict[str, list] = field(default_factory=dict)
     shown_loss: float = float("nan")  # the latest logged training loss (progress bar)
+    lock: runs.RunLock | None = None
+    started: float = 0.0  # perf_counter() when this session's training began
     features_epoch: int = 0  # the epoch the training features are of (augmented copies)
 
     @property
@@ -163,7 +166,23 @@ def build_run(cfg: ExperimentConfig, output_dir: str | Path | None = None, resum
     mode = step_mode(cfg)
     data = prepare_tasks(cfg, ckpt.load_meta(resume_from)["tasks"] if resume_from else None)
     _check_augment(cfg, data)
+    lock = runs.RunLock(run_dir).acquire() if accelerator.is_main_process else None
+    try:
+        return _build(cfg, run_dir, resume, overwrite, callbacks, resume_from, accelerator, strategies, mode, data,
+                      lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _build(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool, callbacks: list[Any] | None,
+           resume_from: Path | None, accelerator: Accelerator, strategies: Strategies, mode: str,
+           data: dict[str, TaskData], lock: runs.RunLock | None) -> Run:
+    tc = cfg.train
     claim_run_dir(run_dir, resume, overwrite)
+    if lock is not None:
+        runs.remove_stale_temporaries(run_dir)
     # 2. The model and its features.
     model, feats, init_report = _setup_model(cfg, data, strategies, resume_from)
     tokenizer = model.encoder.tokenizer
@@ -182,7 +201,7 @@ def build_run(cfg: ExperimentConfig, output_dir: str | Path | None = None, resum
     run = Run(cfg=cfg, run_dir=run_dir, accelerator=accelerator, data=data, feats=feats, tokenizer=tokenizer,
               pad_id=pad_id, model=prepared, unwrapped=accelerator.unwrap_model(prepared), strategies=strategies,
               plan=plan, engine=engine, scheduler=scheduler, logger=MetricsLogger(run_dir, enabled=accelerator.is_main_process),
-              metric=metric, greater=_greater_is_better(metric, data), callbacks=list(callbacks or []))
+              metric=metric, greater=_greater_is_better(metric, data), callbacks=list(callbacks or []), lock=lock)
     if cfg.multitask.surgery is not None:
         from polytask.multitask.surgery import build_surgery
 
@@ -200,6 +219,8 @@ def restore(run: Run, checkpoint: Path) -> None:
     run.scheduler.load_state_dict(saved.pop("scheduler"))
     run.state = LoopState(**saved["loop"])
     run.epoch_loss = {n: list(v) for n, v in run.state.epoch_loss.items()}
+    if run.main:  # lines a killed session logged after this checkpoint would be duplicated
+        runs.truncate_metrics(run.run_dir, run.state.step)
 
 
 def epoch_features(run: Run, epoch: int) -> None:
