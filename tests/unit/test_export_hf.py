@@ -188,3 +188,26 @@ def test_push_dry_run_shows_the_folder_it_would_upload(runs) -> None:
               "sent/modeling_polytask.py", "sent/model.safetensors", "ner/config.json", "ner/tokenizer.json",
               "polytask_export.json"):
         assert f in files and f"  {f}" in res.output
+
+
+@pytest.mark.integration
+def test_minilm_run_exports_with_exact_pipeline_parity(tmp_path: Path) -> None:
+    """The packaged all-MiniLM-L6-v2 (6 layers, real tokenizer), a few steps on toy data."""
+    from transformers import pipeline
+
+    data = write_all_task_data(tmp_path / "data")
+    run = train_run("default", data, tmp_path / "run", ["sent", "ner"], max_steps=4)
+    out = export_hf_folders(run, tmp_path / "hf")
+    texts = ["A gorgeous, witty, seductive movie.", "It never finds its footing, and Alice left early."]
+    ours = polytask.load(str(run), device="cpu").predict(texts)
+    clf = pipeline("text-classification", model=str(out.tasks["sent"]), trust_remote_code=True, top_k=None)
+    for got, want in zip(clf(texts, truncation=True), ours, strict=True):
+        assert {d["label"]: d["score"] for d in got} == pytest.approx(want["sent"]["probs"], abs=1e-5)
+    # Words as polytask reads them: whitespace-separated (the pipeline also splits punctuation off)
+    words = ["A gorgeous , witty , seductive movie .", "It never finds its footing , and Alice left early ."]
+    ours = polytask.load(str(run), device="cpu").predict(words, task="ner")
+    ner = pipeline("token-classification", model=str(out.tasks["ner"]), aggregation_strategy="first")
+    for got, want in zip(ner(words), ours, strict=True):
+        assert [(d["entity_group"], d["start"], d["end"]) for d in got] == [
+            (s["entity"], s["start"], s["end"]) for s in want["entities"]]
+        assert [float(d["score"]) for d in got] == pytest.approx([s["score"] for s in want["entities"]], abs=1e-5)

@@ -150,8 +150,14 @@ def model_card(run: LoadedRun, export: HfExport, task: str | None) -> str:
         "(pass `truncation=True` to the pipeline, as polytask does).",
         "- Biases of the pretrained encoder and of the training data carry over.",
     ]
+    if token:
+        lines.append("- polytask reads words as the whitespace-separated pieces of a text; the pipeline also "
+                     "splits punctuation off words. Give text tokenised as the training data was (\"Paris , France\") "
+                     "for the same tags and spans as polytask.")
     if task and not token:
-        lines.append("- Loading needs `trust_remote_code=True` (a 60-line model file in this folder; read it first).")
+        lines.append("- Loading needs `trust_remote_code=True` (a 60-line model file in this folder; read it first). "
+                     "The pipeline then logs that the model class \"is not supported for text-classification\": "
+                     "it only means the class is not one of transformers' own; the predictions are polytask's.")
     lines += ["", "## Training config", "", "```yaml",
               yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True).strip(),
               "```", "", "## Library versions", ""]
