@@ -126,20 +126,22 @@ def test_model_card_names_tasks_labels_metrics_and_versions(runs, multi) -> None
     assert "SentenceTransformer" in enc_card and "| tags | multilabel | multi_label_classification |" in enc_card
 
 
-def test_word_encoder_run_is_a_clear_error(tmp_path: Path) -> None:
-    from polytask.export import hf
+def test_word_encoder_run_is_a_clear_error(runs, tmp_path: Path) -> None:
+    import yaml
 
-    class FakeRun:  # only what export reads before it gives up
-        model = type("M", (), {"encoder": object()})()
-        config = type("C", (), {"encoder": type("E", (), {"type": "bilstm"})()})()
+    from polytask.config.loader import parse_config
+    from polytask.training.loop import train
 
-    original = hf.load_run
-    hf.load_run = lambda *a, **k: FakeRun()
-    try:
-        with pytest.raises(CheckpointError, match=r"only transformer runs export to transformers; this run's encoder is 'bilstm'"):
-            export_hf(tmp_path, tmp_path / "out")
-    finally:
-        hf.load_run = original
+    raw = yaml.safe_load((runs["single"] / "config.yaml").read_text())
+    raw["encoder"] = {"type": "bilstm", "options": {"embedding_dim": 8, "hidden_size": 6, "num_layers": 1}}
+    raw["output_dir"] = None
+    train(parse_config(raw), output_dir=tmp_path / "bilstm")
+    with pytest.raises(CheckpointError, match=(
+            r"only transformer runs export to transformers; this run's encoder is 'bilstm' \(a polytask word "
+            r"encoder with no transformers architecture\). Serve it with polytask.load\(...\) or `polytask export onnx`")):
+        export_hf(tmp_path / "bilstm", tmp_path / "out")
+    res = runner.invoke(app, ["export", "hf", str(tmp_path / "bilstm"), str(tmp_path / "out")])
+    assert res.exit_code == 2 and "only transformer runs export to transformers" in res.output
 
 
 def test_cli_export_hf_and_its_old_name(runs) -> None:
