@@ -88,3 +88,17 @@ def test_offline_hub_id_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", no_route)
     with pytest.raises(ConfigError, match=r"cannot be reached: no route to huggingface.co:443 \(\[Errno 101\] Network is unreachable\)"):
         TransformerEncoder.from_pretrained("someone/not-cached-model")
+
+
+def test_offline_hub_id_in_the_local_cache_loads_from_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    from polytask.encoders.transformer import _check_hub_id
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    (tmp_path / "models--someone--cached").mkdir()
+    assert _check_hub_id("someone/cached", "someone/cached") is True  # local_files_only, no retries
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr("polytask.hub.offline_reason", lambda timeout=3.0: None)
+    assert _check_hub_id("someone/cached", "someone/cached") is False  # online: the normal load
