@@ -104,3 +104,26 @@ def test_a_searched_key_the_config_rejects_fails_before_any_trial(files: dict[st
     with pytest.raises(ConfigError, match=r"unknown key 'train.lrr'"):
         tune(files["exp"], files["space"], trials=1, directory=files["study"])
     assert not (files["study"] / "study.db").exists()
+
+
+def test_a_trial_the_pruner_stops_is_recorded_as_pruned(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the callback protocol, as train() calls it: trial 0 scores 0.9 at each evaluation,
+    later trials 0.1, which the median rule stops at their first evaluation."""
+    from types import SimpleNamespace
+
+    import polytask.tuning as tuning
+
+    def fake_train(cfg, out, callbacks):  # noqa: ANN001, ANN202
+        value = 0.9 if out.name == "trial-0000" else 0.1
+        stopped = False
+        for step in (10, 20):
+            if any(cb.on_evaluate(step, {"sent/accuracy": value, "sent/loss": 1 - value}) for cb in callbacks):
+                stopped = True
+                break
+        return SimpleNamespace(metric="sent/accuracy", best_metric=value, run_dir=out, seconds=0.1, stopped_early=stopped)
+
+    monkeypatch.setattr(tuning, "_train", fake_train)
+    result = tune(files["exp"], files["space"], trials=3, directory=files["study"], startup_trials=1)
+    assert result.states == {"complete": 1, "pruned": 2} and result.best_trial == 0 and result.best_value == 0.9
+    page = (files["study"] / "report.html").read_text()
+    assert page.count("<td>pruned</td>") == 2
