@@ -50,6 +50,16 @@ SST2_RUN = RESULTS / "polytask_run"
 MAX_LENGTH = 128
 
 
+def project_path(path: Path | str) -> str:
+    """``path`` relative to the project (results must not name the machine's folders); a path
+    outside the project is named by its last two parts."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(REPO).as_posix()
+    except ValueError:
+        return Path(*p.parts[-2:]).as_posix()
+
+
 def read_sst2(path: Path) -> tuple[list[str], list[str]]:
     texts, labels = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -324,7 +334,7 @@ def main() -> None:
                     "load_average": os.getloadavg()},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-        "model": {"run": str(run_dir), "trained_here": trained_here, "task": task,
+        "model": {"run": project_path(run_dir), "trained_here": trained_here, "task": task,
                   "encoder": "all-MiniLM-L6-v2 (packaged)", "accuracy_on_timed_sentences": accuracy},
         "data": {"file": str(DATA / "dev.txt"), "sentences": len(texts), "rounds": args.rounds,
                  "batch1_sentences_per_round": args.singles},
@@ -374,7 +384,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"int8: {q['size_bytes']['int8'] / 1e6:.1f} MB vs {q['size_bytes']['fp32'] / 1e6:.1f} MB; "
         f"{ev['metric']} on {ev['n_examples']} dev sentences {ev['fp32']:.4f} (fp32) -> {ev['int8']:.4f} (int8), "
         f"difference {ev['difference']:+.4f}.",
-        f"Model: {'a run fine-tuned here for a few steps (accuracy not meaningful)' if r['model']['trained_here'] else r['model']['run']}; "
+        f"Model: {'a run fine-tuned here for a few steps (accuracy not meaningful)' if r['model']['trained_here'] else project_path(r['model']['run'])}; "
         f"the pipeline runs the same weights (max prob difference {r['pipeline_agreement_max_abs_prob_diff']:.1e}).",
     ]
     return "\n".join(lines) + "\n"

@@ -9,12 +9,48 @@ from typing import Annotated
 
 import typer
 
-from polytask.commands._common import SetOpt, console, err_console, fail, metrics_table
+from polytask.commands._common import (
+    CheckpointOpt,
+    SetOpt,
+    console,
+    err_console,
+    fail,
+    format_metric,
+    metrics_table,
+)
 from polytask.errors import PolytaskError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer and multi-task learning for text.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Transfer and multi-task learning for text.",
+    # Help texts are plain text: "polytask[tracking]" must not be read as rich markup.
+    rich_markup_mode=None,
+)
 _fail = fail
 _metrics_table = metrics_table
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib import metadata
+
+    from polytask import __version__
+
+    libs = []
+    for pkg in ("torch", "transformers"):
+        try:
+            libs.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            continue
+    console.print(f"polytask {__version__} ({', '.join(libs)})", markup=False, highlight=False)
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Transfer and multi-task learning for text."""
 
 
 @app.command()
@@ -41,7 +77,7 @@ def train(
     state = "interrupted (resume with --resume)" if result.interrupted else (
         "stopped early" if result.stopped_early else "finished")
     console.print(
-        f"{state}: best {result.metric}={result.best_metric} at step {result.best_step}; "
+        f"{state}: best {result.metric}={format_metric(result.best_metric)} at step {result.best_step}; "
         f"{result.examples_per_second:.1f} examples/s; run in {result.run_dir}"
     )
 
@@ -52,7 +88,7 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(help="A labelled file read with the task's data settings (default: the task's test, else dev split).")] = None,  # noqa: UP007
     task: Annotated[str | None, typer.Option(help="Task to evaluate (default: every task when --data is absent, the only task otherwise).")] = None,  # noqa: UP007
     output: Annotated[Path | None, typer.Option(help="Write metrics JSON here (default: RUN/eval-<file>.json).")] = None,  # noqa: UP007
-    checkpoint: str = "best",
+    checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Score a saved run on labelled data."""
     from polytask.evaluation.run_eval import evaluate_run
@@ -73,30 +109,32 @@ def predict(
     input: Annotated[Path, typer.Option("--input", "-i", help=".jsonl (text / text_pair / tokens keys), .csv/.tsv with a 'text' column, or one text per line.")],  # noqa: A002
     output: Annotated[Path, typer.Option("--output", "-o", help="Predictions as JSONL.")],
     task: Annotated[list[str] | None, typer.Option(help="Tasks to answer (default: all).")] = None,  # noqa: UP007
-    checkpoint: str = "best",
-    batch_size: int = 64,
+    checkpoint: CheckpointOpt = "best",
+    batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 64,
+    key: Annotated[str, typer.Option(help="Output field holding {task: prediction}; input fields are kept unchanged.")] = "prediction",
 ) -> None:
-    """Predict labels (with probabilities), tags or scores for new texts."""
+    """Predict labels (with probabilities), tags (with entity spans) or scores for new texts;
+    each output line is its input record plus the predictions under --key."""
     import polytask
-    from polytask.serving.inputs import read_inputs
+    from polytask.serving.inputs import read_input_records
+    from polytask.serving.predictor import check_prediction_key, prediction_records
 
     try:
         predictor = polytask.load(str(run), checkpoint=checkpoint)
         predictor.batch_size = batch_size
         names = predictor.task_names(task or None)
-        examples = read_inputs(input)
+        pairs = read_input_records(input)
+        examples = [ex for ex, _ in pairs]
+        check_prediction_key([rec for _, rec in pairs], key)  # before the model runs
         rows = predictor.predict_examples(examples, names)
+        records = prediction_records([rec for _, rec in pairs], rows, key)
     except PolytaskError as exc:
         _fail(exc)
         return
     tmp = output.with_name(f".{output.name}.tmp")
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "w", encoding="utf-8") as fh:
-        for ex, row in zip(examples, rows, strict=True):
-            rec = {**ex.meta, "text": ex.text}
-            if ex.text_pair is not None:
-                rec["text_pair"] = ex.text_pair
-            rec.update(row[names[0]] if len(names) == 1 else {"predictions": row})
+        for rec in records:
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     tmp.replace(output)
     console.print(f"{len(rows)} predictions written to {output}")
@@ -105,22 +143,17 @@ def predict(
 @app.command("export-hf")
 def export_hf_cmd(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
-    out_dir: Annotated[Path, typer.Argument(help="Folder for the transformers model.")],
-    checkpoint: str = "best",
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the transformers folders.")],
+    checkpoint: Annotated[str, typer.Option(help="best (falls back to last) or last.")] = "best",
     base_encoder: Annotated[
         str | None, typer.Option(help="For a lora run whose base model moved: where the base encoder is now.")
     ] = None,
 ) -> None:
-    """Write the fine-tuned encoder as a transformers folder (AutoModel.from_pretrained loads it);
-    a lora run's adapters are merged into its base model."""
-    from polytask.export.hf import export_hf
+    """Old name of `polytask export hf` (kept so scripts keep working): the run as transformers
+    folders with their heads, sentence-transformers files and model cards."""
+    from polytask.commands.export import export_hf_and_report
 
-    try:
-        path = export_hf(run, out_dir, checkpoint, base_encoder=base_encoder)
-    except PolytaskError as exc:
-        _fail(exc)
-        return
-    console.print(f"encoder written to {path} (load with transformers.AutoModel.from_pretrained)")
+    export_hf_and_report(run, out_dir, checkpoint, base_encoder)
 
 
 @app.command()

@@ -280,7 +280,7 @@ def test_study_runs_end_to_end_and_resumes_after_a_kill(
     page = html.read_text()
     for needle in ("full", "frozen", "4 (4 labels)", "all (24 labels)", "Gain over the baseline full", "Versions"):
         assert needle in page
-    assert page.count('<img class="plot" src="data:image/png;base64,') == 2  # learning curve + losses
+    assert page.count('<img class="plot" src="data:image/png;base64,') == 3  # learning curve, losses, dev curve
     text = md.read_text()
     assert "![Learning curves of sent](report_files/learning_curve_sent.png)" in text
     assert (plan.study_dir / "report_files" / "learning_curve_sent.png").stat().st_size > 1000

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -48,6 +50,7 @@ def parse_config(
     raw: dict[str, Any], source: str | None = None, base_dir: str | os.PathLike | None = None
 ) -> ExperimentConfig:
     """Validate a config mapping; resolve relative data paths against ``base_dir``."""
+    raw = _keep_strings(raw, ExperimentConfig)
     try:
         cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
@@ -116,6 +119,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = yaml.safe_load(value_text)
         except yaml.YAMLError:
             value = value_text
+        if isinstance(value, bool) and value_text.strip().lower() not in ("true", "false"):
+            # YAML 1.1 reads no/yes/on/off as booleans; a string field keeps the text as typed
+            # (train.mixed_precision=no), any other field gets the boolean (see _keep_strings).
+            value = _BoolText(value_text.strip(), value)
         parts = key.strip().split(".")
         node: Any = raw
         for i, part in enumerate(parts):
@@ -134,6 +141,65 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             else:
                 raise ConfigError(f"override {key!r}: {'.'.join(parts[:i])!r} is not a mapping")
     return raw
+
+
+class _BoolText(str):
+    """An override value YAML read as a boolean (``no``): the text, and the boolean in ``flag``."""
+
+    flag: bool
+
+    def __new__(cls, text: str, flag: bool) -> _BoolText:
+        obj = super().__new__(cls, text)
+        obj.flag = flag
+        return obj
+
+
+YAML_BOOL_WORDS = {False: ("no", "false", "off", "n"), True: ("yes", "true", "on", "y")}
+
+
+def _union_args(ann: Any) -> list[Any]:
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(ann) if a is not type(None)]
+    return [ann]
+
+
+def _string_choices(ann: Any) -> list[str] | None:
+    """The allowed strings of a string-typed field (``[]``: any string), None when not string-typed."""
+    choices: list[str] = []
+    for a in _union_args(ann):
+        if a is str:
+            continue
+        if typing.get_origin(a) is Literal and all(isinstance(v, str) for v in typing.get_args(a)):
+            choices.extend(typing.get_args(a))
+            continue
+        return None
+    return choices
+
+
+def _keep_strings(value: Any, ann: Any) -> Any:
+    """Undo YAML 1.1's booleans where the schema wants a string: ``mixed_precision: no`` reads as
+    False, but the field's values are "no", "fp16", "bf16". Override values typed as ``no``/``yes``
+    (``_BoolText``) become the text for string fields and the boolean anywhere else."""
+    if isinstance(value, dict):
+        model = next((a for a in _union_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return {k: _keep_strings(v, None) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            field = model.model_fields.get(k) if isinstance(k, str) else None
+            out[k] = _keep_strings(v, field.annotation if field is not None else None)
+        return out
+    if isinstance(value, list):
+        item = next((typing.get_args(a)[0] for a in _union_args(ann)
+                     if typing.get_origin(a) is list and typing.get_args(a)), None)
+        return [_keep_strings(v, item) for v in value]
+    choices = _string_choices(ann) if ann is not None else None
+    if isinstance(value, _BoolText):
+        return str(value) if choices is not None else value.flag
+    if isinstance(value, bool) and choices:
+        spelled = [c for c in YAML_BOOL_WORDS[value] if c in choices]
+        return spelled[0] if spelled else value
+    return value
 
 
 def _list_index(items: list[Any], part: str, key: str) -> int:

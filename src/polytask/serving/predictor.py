@@ -26,19 +26,9 @@ import torch
 from polytask.data.example import Example
 from polytask.errors import ConfigError, DataError
 from polytask.runs import LoadedRun, load_run
-from polytask.tasks import (
-    ClassificationTask,
-    MultilabelTask,
-    RegressionTask,
-    TokenClassificationTask,
-)
 from polytask.tasks.base import Features, Task
 
-# ``encode`` functions that, for an unlabelled example, are exactly one tokenizer call: inputs of
-# tasks using them are tokenised in one batched call. Any other encode (an override, a third-party
-# task) is called example by example.
-PLAIN_SEQUENCE_ENCODE = frozenset({ClassificationTask.encode, MultilabelTask.encode, RegressionTask.encode})
-PLAIN_TOKEN_ENCODE = frozenset({TokenClassificationTask.encode})
+PREDICTION_KEY = "prediction"
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -104,7 +94,7 @@ class BasePredictor(ABC):
         for (token_level, _), group in groups.items():
             exs = [_as_words(e) if token_level else _as_text(e) for e in examples]
             feats = self._features(self.tasks[group[0]], exs)
-            preds = self._predict_features(group, feats)
+            preds = self._predict_features(group, feats, examples)
             for n in group:
                 for row, p in zip(out, preds[n], strict=True):
                     row[n] = p
@@ -120,31 +110,16 @@ class BasePredictor(ABC):
 
     # ---- internals ------------------------------------------------------------------------------
     def _features(self, task: Task, examples: list[Example]) -> list[Features]:
-        """Encoder inputs of ``examples`` as ``task`` reads them, tokenised in one call if possible."""
-        encode = type(task).encode
-        if encode in PLAIN_SEQUENCE_ENCODE:
-            pairs = [e.text_pair for e in examples]
-            if all(p is None for p in pairs) or all(p is not None for p in pairs):
-                enc = self.tokenizer(
-                    [e.text for e in examples],
-                    None if pairs[0] is None else pairs,
-                    truncation=True,
-                    max_length=task.max_length,
-                )
-                keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-                return [{k: enc[k][i] for k in keys} for i in range(len(examples))]
-        elif encode in PLAIN_TOKEN_ENCODE:
-            words = [list(e.text) for e in examples]
-            enc = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=task.max_length)
-            keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-            return [
-                {**{k: enc[k][i] for k in keys}, "word_ids": enc.word_ids(i), "n_words": len(words[i])}
-                for i in range(len(examples))
-            ]
-        return [task.encode(_unlabelled(e), self.tokenizer) for e in examples]
+        """Encoder inputs of ``examples`` as ``task`` reads them (its ``encode_batch``: one
+        tokenizer call for the built-in tasks)."""
+        return task.encode_batch([_unlabelled(e) for e in examples], self.tokenizer)
 
-    def _predict_features(self, names: list[str], features: list[Features]) -> dict[str, list[dict[str, Any]]]:
-        """Length-sorted batches (longest first), one forward pass each, outputs in input order."""
+    def _predict_features(
+        self, names: list[str], features: list[Features], examples: list[Example]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Length-sorted batches (longest first), one forward pass each, outputs in input order.
+
+        ``examples`` are the inputs as given (each task's ``predict_output`` may read them)."""
         order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
         collate = self.tasks[names[0]].collate
         out: dict[str, list[Any]] = {n: [None] * len(features) for n in names}
@@ -154,7 +129,8 @@ class BasePredictor(ABC):
             batch = collate([features[i] for i in idx], self.pad_id)
             logits = self._logits(batch, names)
             for n in names:
-                for i, pred in zip(idx, self.tasks[n].decode(logits[n], batch), strict=True):
+                preds = self.tasks[n].predict_output(logits[n], batch, [examples[i] for i in idx])
+                for i, pred in zip(idx, preds, strict=True):
                     out[n][i] = pred
         return out
 
@@ -254,6 +230,32 @@ def load_predictor(
             )
         return Predictor(load_run(path, checkpoint), device=device, batch_size=batch_size, num_threads=num_threads)
     return OnnxPredictor.from_path(path, checkpoint, device=device, batch_size=batch_size, num_threads=num_threads)
+
+
+def prediction_records(
+    records: list[dict[str, Any]], rows: list[dict[str, Any]], key: str = PREDICTION_KEY
+) -> list[dict[str, Any]]:
+    """Output records of ``polytask predict``: each input record unchanged, plus ``key`` holding
+    ``{task: prediction}`` (the same shape for one task or many).
+
+    Args:
+        records: the input records as read (``read_input_records``).
+        rows: ``predict_examples``' output, one ``{task: prediction}`` per record.
+        key: the field the predictions go in; DataError when an input record already has it
+            (input fields are never overwritten).
+    """
+    check_prediction_key(records, key)
+    return [{**rec, key: row} for rec, row in zip(records, rows, strict=True)]
+
+
+def check_prediction_key(records: list[dict[str, Any]], key: str) -> None:
+    """DataError when an input record already has the field ``key`` (naming the first record)."""
+    for i, rec in enumerate(records, 1):
+        if key in rec:
+            raise DataError(
+                f"input record {i} already has a field {key!r}; predictions never overwrite "
+                f"input fields: choose another with --key (e.g. --key {key}_polytask)"
+            )
 
 
 def _as_words(e: Example) -> Example:

@@ -24,9 +24,12 @@ def learning_curve(
     split: str,
     curves: dict[str, list[tuple[int, Summary]]],
     baseline: str,
+    seeds: dict[str, list[tuple[int, list[float]]]] | None = None,
 ) -> Path:
-    """Metric against the number of training labels, one line per arm (mean over seeds) with a
-    min-max band over seeds; the x axis is logarithmic.
+    """Metric against the number of training labels, one line per arm (mean over seeds) with
+    error bars (± one standard deviation), a min-max band and every seed's score as a point
+    (spread a little sideways so arms at one budget do not hide each other); the x axis is
+    logarithmic.
 
     Args:
         path: the PNG to write.
@@ -35,19 +38,29 @@ def learning_curve(
         split: dev or test (y label).
         curves: arm -> [(labels, summary over seeds)] in budget order.
         baseline: the baseline arm, drawn dashed.
+        seeds: arm -> [(labels, [score of each seed])], drawn as points.
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for arm, points in curves.items():
+    fig, ax = plt.subplots(figsize=(12, 5.5), dpi=100)
+    n_arms = max(1, len(curves))
+    for a_i, (arm, points) in enumerate(curves.items()):
         points = [(x, s) for x, s in points if s.n > 0]
         if not points:
             continue
         xs = [x for x, _ in points]
         means = [s.mean for _, s in points]
         line, = ax.plot(xs, means, marker="o", label=arm, linestyle="--" if arm == baseline else "-")
+        colour = line.get_color()
         if any(s.n > 1 for _, s in points):
+            ax.errorbar(xs, means, yerr=[s.std if s.n > 1 else 0.0 for _, s in points], fmt="none",
+                        ecolor=colour, capsize=4, linewidth=1)
             ax.fill_between(xs, [s.min for _, s in points], [s.max for _, s in points],
-                            color=line.get_color(), alpha=0.15, linewidth=0)
+                            color=colour, alpha=0.12, linewidth=0)
+        # Per-seed points, shifted by a few percent per arm on the log axis.
+        shift = 1.0 + 0.04 * (a_i - (n_arms - 1) / 2)
+        for x, values in (seeds or {}).get(arm, []):
+            ax.scatter([x * shift] * len(values), values, color=colour, s=14, alpha=0.7, zorder=3,
+                       edgecolors="none")
     ax.set_xscale("log")
     # Ticks at the budgets themselves, written as plain numbers.
     ticks = sorted({x for points in curves.values() for x, s in points if s.n > 0})
@@ -58,9 +71,61 @@ def learning_curve(
         ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_xlabel("training labels (log scale)")
     ax.set_ylabel(f"{metric} ({split})")
-    ax.set_title(f"{target}: learning curves (mean over seeds, band = min-max)")
+    ax.set_title(f"{target}: learning curves (mean ± std over seeds, band = min-max, dots = seeds)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+SEED_STYLES = ["-", "--", ":", "-."]
+SEED_MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+def step_curves(
+    path: Path,
+    title: str,
+    ylabel: str,
+    runs: dict[str, dict[str, list[tuple[int, list[int], list[float]]]]],
+    arms: list[str],
+) -> Path:
+    """A value against the training step: one panel per budget, one colour per arm, and within an
+    arm one line style and marker per seed (named in the legend).
+
+    Args:
+        path: the PNG to write.
+        title: the figure's title.
+        ylabel: what the y axis holds.
+        runs: budget -> arm -> [(seed, steps, values)].
+        arms: arm order (fixes the colours).
+    """
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    budgets = list(runs)
+    cols = min(2, max(1, len(budgets)))
+    rows = math.ceil(len(budgets) / cols) if budgets else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 4.2 * rows), dpi=100, squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, budget in enumerate(budgets):
+        ax = axes[i // cols][i % cols]
+        for a_i, arm in enumerate(arms):
+            for s_i, (seed, steps, values) in enumerate(runs[budget].get(arm, [])):
+                ax.plot(steps, values, color=colours[a_i % len(colours)], alpha=0.85, linewidth=1.2,
+                        linestyle=SEED_STYLES[s_i % len(SEED_STYLES)],
+                        marker=SEED_MARKERS[s_i % len(SEED_MARKERS)], markersize=4,
+                        label=f"{arm} seed {seed}")
+        ax.set_title(f"budget {budget}", fontsize="medium")
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small", ncol=2)
+    for j in range(len(budgets), rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -70,41 +135,11 @@ def learning_curve(
 def loss_curves(
     path: Path,
     target: str,
-    runs: dict[str, dict[str, list[tuple[list[int], list[float]]]]],
+    runs: dict[str, dict[str, list[tuple[int, list[int], list[float]]]]],
     arms: list[str],
 ) -> Path:
-    """Training loss against step: one panel per budget, one colour per arm, one line per seed.
-
-    Args:
-        path: the PNG to write.
-        target: the target task (title).
-        runs: budget -> arm -> [(steps, losses)] (one per seed).
-        arms: arm order (fixes the colours).
-    """
-    plt = _pyplot()
-    budgets = list(runs)
-    cols = min(3, max(1, len(budgets)))
-    rows = math.ceil(len(budgets) / cols) if budgets else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=100, squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, budget in enumerate(budgets):
-        ax = axes[i // cols][i % cols]
-        for a_i, arm in enumerate(arms):
-            for s_i, (steps, losses) in enumerate(runs[budget].get(arm, [])):
-                ax.plot(steps, losses, color=colours[a_i % len(colours)], alpha=0.8, linewidth=1,
-                        marker="o", markersize=3, label=arm if s_i == 0 else None)
-        ax.set_title(f"budget {budget}", fontsize="medium")
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small")
-    for j in range(len(budgets), rows * cols):
-        axes[j // cols][j % cols].axis("off")
-    fig.suptitle(f"{target}: training loss (one line per seed)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    """Training loss against step (``step_curves``): budget -> arm -> [(seed, steps, losses)]."""
+    return step_curves(path, f"{target}: training loss (one line per seed)", "training loss", runs, arms)
 
 
 def affinity_heatmap(path: Path, tasks: list[str], matrix: list[list[float]]) -> Path:

@@ -2,10 +2,13 @@
 
 The page holds every figure as an inline PNG (a ``data:`` URI) and inline CSS, and no script,
 so it opens offline and can be mailed as one file. The Markdown refers to the PNG files written
-beside it in ``report_files/``. Content: learning curves, mean +/- std per arm and budget, each
-arm's gain over the baseline with a paired t-test over seeds, per-task tables for multi-task
-arms, training-loss curves, the task-affinity heatmap when ``polytask affinity`` has written one,
-the exact configs, and the library versions.
+beside it in ``report_files/``. Content: learning curves (mean, error bars and every seed's
+point), mean +/- std per arm and budget, the per-seed values, dev and test side by side, the
+target's other metrics, cost per arm (train seconds, parameters, size on disk), each arm's gain
+over the baseline with a paired t-test over seeds, per-task tables for multi-task arms,
+training-loss and dev-metric curves over steps (seeds told apart), the task-affinity heatmap when
+``polytask affinity`` has written one, the exact configs, and the library versions. Figures span
+the page's width.
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ def _sections(study_dir: Path, plan: dict[str, Any], rows: list[dict[str, Any]],
         curve = plots.learning_curve(
             files / f"learning_curve_{target}.png", target, metric, split,
             {a: [(n_train[b], summ[a][b]) for b in budgets] for a in arms}, baseline,
+            seeds={a: [(n_train[b], list(scores[a][b].values())) for b in budgets] for a in arms},
         )
         sec.blocks.append(Block("img", path=curve, text=f"Learning curves of {target}"))
         sec.blocks.append(Block("p", text=f"Mean ± standard deviation of {metric} over seeds (n = seeds finished)."))
@@ -143,6 +147,23 @@ def _sections(study_dir: Path, plan: dict[str, Any], rows: list[dict[str, Any]],
                 for b in budgets
             ])
         sec.blocks.append(Block("table", header=header, rows=table))
+        sec.blocks.append(Block("p", text=f"Every seed's {metric} ({split}), in seed order."))
+        sec.blocks.append(Block("table", header=["arm"] + budgets, rows=[
+            [a] + [", ".join(f"s{seed}: {_fmt(v)}" for seed, v in sorted(scores[a][b].items())) or "–" for b in budgets]
+            for a in arms
+        ]))
+        side = _dev_test_table(rows, target, metric, arms, budgets)
+        if side is not None:
+            sec.blocks.append(Block("p", text=f"{metric} on dev (best checkpoint) and test, side by side: mean ± std over seeds."))
+            sec.blocks.append(side)
+        secondary = _secondary_table(rows, target, metric, split, arms, budgets)
+        if secondary is not None:
+            sec.blocks.append(Block("p", text=f"Other metrics of {target} on {split}: mean ± std over seeds."))
+            sec.blocks.append(secondary)
+        sec.blocks.append(Block("p", text=(
+            "Cost per arm: training seconds per cell (mean over the finished cells), parameters of "
+            "the saved model, and its size on disk (checkpoints/best).")))
+        sec.blocks.append(_cost_table(study_dir, plan, rows, target, arms))
 
         gains = []
         for a in arms:
@@ -164,12 +185,19 @@ def _sections(study_dir: Path, plan: dict[str, Any], rows: list[dict[str, Any]],
         if mt is not None:
             sections.append(mt)
 
-        losses = _loss_runs(study_dir, plan, target, arms, budgets)
+        losses = _step_runs(study_dir, plan, target, budgets, "train", "loss")
         if any(losses[b] for b in losses):
             loss_sec = Section(f"{target}: training loss")
             path = plots.loss_curves(files / f"loss_{target}.png", target, losses, arms)
             loss_sec.blocks.append(Block("img", path=path, text=f"Training loss of {target}"))
             sections.append(loss_sec)
+        devs = _step_runs(study_dir, plan, target, budgets, "dev", f"{target}/{metric}")
+        if any(devs[b] for b in devs):
+            dev_sec = Section(f"{target}: dev {metric} over steps")
+            path = plots.step_curves(files / f"dev_{target}.png", f"{target}: dev {metric} at each evaluation",
+                                     f"{metric} (dev)", devs, arms)
+            dev_sec.blocks.append(Block("img", path=path, text=f"Dev {metric} over steps of {target}"))
+            sections.append(dev_sec)
 
     aff = _affinity_section(study_dir, files)
     if aff is not None:
@@ -226,25 +254,103 @@ def _default_metric(tasks: Any, type_name: str) -> str:
         return "loss"
 
 
-def _loss_runs(study_dir: Path, plan: dict[str, Any], target: str, arms: list[str],
-               budgets: list[str]) -> dict[str, dict[str, list[tuple[list[int], list[float]]]]]:
-    out: dict[str, dict[str, list[tuple[list[int], list[float]]]]] = {b: {} for b in budgets}
+def _mean_std(values: list[float]) -> str:
+    st = summarize(values)
+    return "–" if st.n == 0 else f"{_fmt(st.mean)} ± {_fmt(st.std)}"
+
+
+def _values(rows: list[dict[str, Any]], **match: Any) -> list[float]:
+    return [r["value"] for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def _dev_test_table(rows: list[dict[str, Any]], target: str, metric: str, arms: list[str],
+                    budgets: list[str]) -> Block | None:
+    """Dev and test of the study's metric side by side (None when no cell has a test score)."""
+    if not any(r["target"] == target and r["task"] == target and r["split"] == "test" for r in rows):
+        return None
+    table = []
+    for a in arms:
+        for b in budgets:
+            common = {"target": target, "task": target, "metric": metric, "arm": a, "budget": b}
+            table.append([a, b, _mean_std(_values(rows, split="dev", **common)),
+                          _mean_std(_values(rows, split="test", **common))])
+    return Block("table", header=["arm", "budget", f"{metric} (dev)", f"{metric} (test)"], rows=table)
+
+
+def _secondary_table(rows: list[dict[str, Any]], target: str, metric: str, split: str, arms: list[str],
+                     budgets: list[str]) -> Block | None:
+    """The target's other metrics (macro-F1, MCC, loss, ...) on the study's split."""
+    others = sorted({r["metric"] for r in rows if r["target"] == target and r["task"] == target
+                     and r["split"] == split and r["metric"] != metric})
+    if not others:
+        return None
+    table = []
+    for m in others:
+        for a in arms:
+            table.append([m, a] + [_mean_std(_values(rows, target=target, task=target, split=split, metric=m,
+                                                     arm=a, budget=b)) for b in budgets])
+    return Block("table", header=["metric", "arm"] + budgets, rows=table)
+
+
+def _model_size(run_dir: Path) -> tuple[int | None, int | None]:
+    """(parameters, bytes) of a run's best (else last) saved model; None where absent."""
+    from polytask.training import checkpoint as ckpt
+
+    for name in ("best", "last"):
+        cdir = ckpt.resolve_dir(run_dir / "checkpoints" / name)
+        if cdir is None:
+            continue
+        weights = cdir / ckpt.MODEL_FILE
+        size = sum(p.stat().st_size for p in cdir.rglob("*") if p.is_file() and not p.name.startswith(("optimizer", "rng")))
+        params = None
+        if weights.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="np") as fh:
+                params = sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())  # noqa: SIM118
+        return params, size
+    return None, None
+
+
+def _cost_table(study_dir: Path, plan: dict[str, Any], rows: list[dict[str, Any]], target: str,
+                arms: list[str]) -> Block:
+    table = []
+    for a in arms:
+        seconds = {(r["budget"], r["seed"]): r["seconds"] for r in rows if r["target"] == target and r["arm"] == a}
+        first = next((c for c in plan["cells"] if c["target"] == target and c["arm"] == a
+                      and (study_dir / c["run_dir"]).is_dir()), None)
+        params, size = _model_size(study_dir / first["run_dir"]) if first else (None, None)
+        st = summarize([float(v) for v in seconds.values() if isinstance(v, (int, float))])
+        table.append([
+            a,
+            "–" if st.n == 0 else f"{st.mean:.1f} (n={st.n})",
+            "n/a" if params is None else f"{params / 1e6:.2f} M",
+            "n/a" if size is None else f"{size / 1e6:.1f} MB",
+        ])
+    return Block("table", header=["arm", "train seconds per cell", "parameters", "size on disk"], rows=table)
+
+
+def _step_runs(study_dir: Path, plan: dict[str, Any], target: str, budgets: list[str], split: str,
+               key: str) -> dict[str, dict[str, list[tuple[int, list[int], list[float]]]]]:
+    """budget -> arm -> [(seed, steps, values)] of ``key`` in the ``split`` records of each
+    finished cell's ``metrics.jsonl`` (``train``/``loss``, ``dev``/``sent/accuracy``)."""
+    out: dict[str, dict[str, list[tuple[int, list[int], list[float]]]]] = {b: {} for b in budgets}
     for c in plan["cells"]:
         if c["target"] != target:
             continue
         path = study_dir / c["run_dir"] / runs.METRICS_FILE
         if not path.is_file():
             continue
-        steps, losses = [], []
+        steps, values = [], []
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
             rec = json.loads(line)
-            if rec.get("split") == "train" and isinstance(rec.get("loss"), (int, float)):
-                steps.append(rec["step"])
-                losses.append(rec["loss"])
+            if rec.get("split") == split and isinstance(rec.get(key), (int, float)):
+                steps.append(int(rec["step"]))
+                values.append(float(rec[key]))
         if steps:
-            out[c["budget"]].setdefault(c["arm"], []).append((steps, losses))
+            out[c["budget"]].setdefault(c["arm"], []).append((c["seed"], steps, values))
     return out
 
 
@@ -310,7 +416,7 @@ def _versions_section() -> Section:
 # ---- rendering ----------------------------------------------------------------------------------
 
 CSS = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 72rem;
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 96rem;
        padding: 0 1rem; color: #1d1d1f; line-height: 1.45; }
 h1 { border-bottom: 2px solid #ddd; padding-bottom: .3rem; }
 h2 { margin-top: 2.2rem; border-bottom: 1px solid #eee; }
@@ -318,7 +424,8 @@ table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
 th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f3f4f6; }
 tr:nth-child(even) td { background: #fafafa; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; margin: .5rem 0; }
+figure { margin: 0; }
+img { width: 100%; height: auto; border: 1px solid #eee; margin: .5rem 0; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .8rem; }
 details { margin: .4rem 0; }
 summary { cursor: pointer; font-weight: 600; }

@@ -81,6 +81,11 @@ class Task(ABC):
     def encode(self, example: Example, tokenizer: Any) -> Features:
         """Tokenise one example; include ``labels`` when the example has a label."""
 
+    def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
+        """``encode`` of many examples, in order; built-in tasks override it with one batched
+        tokenizer call (what prediction uses). The default calls ``encode`` per example."""
+        return [self.encode(e, tokenizer) for e in examples]
+
     @abstractmethod
     def collate(self, features: list[Features], pad_token_id: int) -> Batch:
         """Pad a list of features into tensors (dynamic padding to the longest in the batch)."""
@@ -97,6 +102,14 @@ class Task(ABC):
     @abstractmethod
     def decode(self, logits: torch.Tensor, batch: Batch) -> list[dict[str, Any]]:
         """Per-example predictions as JSON-ready dicts."""
+
+    def predict_output(
+        self, logits: torch.Tensor, batch: Batch, examples: list[Example]
+    ) -> list[dict[str, Any]]:
+        """The predictions served to users (``polytask predict``, the server): ``decode``'s, to
+        which a task may add fields that need the inputs (token tasks add entity spans with
+        character offsets). ``examples`` are the batch's inputs as given, in batch order."""
+        return self.decode(logits, batch)
 
     @abstractmethod
     def metrics(self, predictions: list[dict[str, Any]], examples: list[Example]) -> dict[str, float]:
@@ -140,6 +153,27 @@ def tokenize(example: Example, tokenizer: Any, max_length: int) -> dict[str, lis
         max_length=max_length,
     )
     return {k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def tokenize_batch(examples: list[Example], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
+    """``tokenize`` of many examples in one tokenizer call (same output, example by example).
+
+    One call needs every example with a pair text or none with one; a mixed list is tokenised
+    example by example.
+    """
+    if not examples:
+        return []
+    pairs = [e.text_pair for e in examples]
+    if any(p is None for p in pairs) and any(p is not None for p in pairs):
+        return [tokenize(e, tokenizer, max_length) for e in examples]
+    enc = tokenizer(
+        [e.text for e in examples],
+        None if pairs[0] is None else pairs,
+        truncation=True,
+        max_length=max_length,
+    )
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    return [{k: list(enc[k][i]) for k in keys} for i in range(len(examples))]
 
 
 class Head(nn.Module):

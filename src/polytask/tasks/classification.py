@@ -30,6 +30,7 @@ from polytask.tasks.base import (
     missing_label_error,
     sort_labels,
     tokenize,
+    tokenize_batch,
     unknown_label_error,
 )
 
@@ -102,6 +103,16 @@ class ClassificationTask(Task):
             raise DataError(
                 f"{at(example)}label '{example.label}' is not one of: {', '.join(self.labels or [])}"
             ) from None
+
+    def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
+        """``encode`` of many examples with one tokenizer call."""
+        if type(self).encode is not ClassificationTask.encode:  # a subclass changed encode: honour it
+            return super().encode_batch(examples, tokenizer)
+        feats: list[Features] = tokenize_batch(examples, tokenizer, self.max_length)
+        for f, ex in zip(feats, examples, strict=True):
+            if ex.label is not None:
+                f["labels"] = self._index(ex)
+        return feats
 
     def collate(self, features: list[Features], pad_token_id: int) -> Batch:
         batch = collate_inputs(features, pad_token_id)

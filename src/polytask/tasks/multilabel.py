@@ -29,6 +29,7 @@ from polytask.tasks.base import (
     missing_label_error,
     sort_labels,
     tokenize,
+    tokenize_batch,
     unknown_label_error,
 )
 
@@ -130,6 +131,16 @@ class MultilabelTask(Task):
             if name not in labels:
                 raise DataError(f"{at(example)}label '{name}' is not one of: {', '.join(labels)}")
         return [1.0 if lab in names else 0.0 for lab in labels]
+
+    def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
+        """``encode`` of many examples with one tokenizer call."""
+        if type(self).encode is not MultilabelTask.encode:  # a subclass changed encode: honour it
+            return super().encode_batch(examples, tokenizer)
+        feats: list[Features] = tokenize_batch(examples, tokenizer, self.max_length)
+        for f, ex in zip(feats, examples, strict=True):
+            if ex.label is not None:
+                f["labels"] = self._multi_hot(ex)
+        return feats
 
     def collate(self, features: list[Features], pad_token_id: int) -> Batch:
         batch = collate_inputs(features, pad_token_id)

@@ -31,6 +31,7 @@ from polytask.tasks.base import (
     collate_inputs,
     missing_label_error,
     tokenize,
+    tokenize_batch,
 )
 
 
@@ -104,6 +105,16 @@ class RegressionTask(Task):
         feats: Features = tokenize(example, tokenizer, self.max_length)
         if example.label is not None:
             feats["labels"] = parse_target(example)
+        return feats
+
+    def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
+        """``encode`` of many examples with one tokenizer call."""
+        if type(self).encode is not RegressionTask.encode:  # a subclass changed encode: honour it
+            return super().encode_batch(examples, tokenizer)
+        feats: list[Features] = tokenize_batch(examples, tokenizer, self.max_length)
+        for f, ex in zip(feats, examples, strict=True):
+            if ex.label is not None:
+                f["labels"] = parse_target(ex)
         return feats
 
     def collate(self, features: list[Features], pad_token_id: int) -> Batch:

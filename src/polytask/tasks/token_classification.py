@@ -85,6 +85,62 @@ def paired(tag: str) -> str:
     return tag
 
 
+def _split_tag(tag: str) -> tuple[str, str]:
+    """``B-X`` -> (B, X), ``I-X`` -> (I, X), anything else (``O``) -> (I, tag), as the transformers
+    pipeline reads tags."""
+    if tag[:2] in ("B-", "I-"):
+        return tag[0], tag[2:]
+    return "I", tag
+
+
+def word_offsets(text: str | list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The text spans are measured in, and each word's (start, end) in it: a string as given
+    (words are its whitespace-separated pieces), a word list joined by single spaces."""
+    if isinstance(text, str):
+        source, words = text, text.split()
+    else:
+        words = [str(w) for w in text]
+        source = " ".join(words)
+    spans, cursor = [], 0
+    for w in words:
+        start = source.index(w, cursor)
+        cursor = start + len(w)
+        spans.append((start, cursor))
+    return source, spans
+
+
+def entity_spans(text: str | list[str], tags: list[str], scores: list[float]) -> list[dict[str, Any]]:
+    """Word tags grouped into entities, like transformers' ``aggregation_strategy="simple"``
+    grouping: a ``B-X`` word starts an entity, an ``I-X`` word continues one of type X and
+    starts one otherwise; ``O`` words belong to none.
+
+    Args:
+        text: the input (a string or its word list).
+        tags: one tag per word.
+        scores: one probability per word (of its tag).
+    Returns:
+        ``[{"entity", "start", "end", "text", "score"}]`` in text order.
+    """
+    source, offsets = word_offsets(text)
+    groups: list[tuple[str, list[int]]] = []
+    for i, tag in enumerate(tags):
+        bi, kind = _split_tag(tag)
+        if groups and groups[-1][0] == kind and bi != "B":
+            groups[-1][1].append(i)
+        else:
+            groups.append((kind, [i]))
+    out = []
+    for kind, words in groups:
+        if kind == OUTSIDE:
+            continue
+        start, end = offsets[words[0]][0], offsets[words[-1]][1]
+        out.append({
+            "entity": kind, "start": start, "end": end, "text": source[start:end],
+            "score": sum(scores[w] for w in words) / len(words),
+        })
+    return out
+
+
 @TASKS.register("token_classification")
 class TokenClassificationTask(Task):
     """Tagging of a word list, one tag per word (IOB2/BIO tags for entities, or any tag set).
@@ -185,6 +241,23 @@ class TokenClassificationTask(Task):
             feats["labels"] = self._align(example, word_ids)
         return feats
 
+    def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
+        """``encode`` of many examples with one tokenizer call."""
+        if type(self).encode is not TokenClassificationTask.encode or not examples:
+            return super().encode_batch(examples, tokenizer)
+        words = [words_of(e) for e in examples]
+        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        out: list[Features] = []
+        for i, ex in enumerate(examples):
+            feats: Features = {k: list(enc[k][i]) for k in keys}
+            feats["word_ids"] = list(enc.word_ids(i))
+            feats["n_words"] = len(words[i])
+            if ex.label is not None:
+                feats["labels"] = self._align(ex, feats["word_ids"])
+            out.append(feats)
+        return out
+
     def _align(self, example: Example, word_ids: list[int | None]) -> list[int]:
         labels = self.labels or []
         index = {t: i for i, t in enumerate(labels)}
@@ -250,6 +323,27 @@ class TokenClassificationTask(Task):
                     tags[w] = labels[row[pos]]
             out.append({"tags": tags})
         return out
+
+    def predict_output(
+        self, logits: torch.Tensor, batch: Batch, examples: list[Example]
+    ) -> list[dict[str, Any]]:
+        """``decode``'s tags plus ``entities``: spans as the transformers token-classification
+        pipeline gives them (``aggregation_strategy="first"``, which reads a word's first
+        subword as polytask does): ``entity``, ``start``, ``end`` (characters in the input
+        string, or in the words joined by single spaces), ``text`` and ``score`` (the mean over
+        the span's words of the probability of their tag)."""
+        preds = self.decode(logits, batch)
+        probs = logits.detach().float().softmax(-1).cpu()  # (B, T, C)
+        best = probs.max(-1).values.tolist()  # (B, T) probability of each subword's best tag
+        for pred, row, word_ids, ex in zip(preds, best, batch["word_ids"], examples, strict=True):
+            scores = [1.0] * len(pred["tags"])  # truncated words: "O" by rule
+            seen: set[int] = set()
+            for pos, w in enumerate(word_ids):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    scores[w] = float(row[pos])
+            pred["entities"] = entity_spans(ex.text, pred["tags"], scores)
+        return preds
 
     def metrics(self, predictions: list[dict[str, Any]], examples: list[Example]) -> dict[str, float]:
         gold = [tags_of(ex) for ex in examples]
