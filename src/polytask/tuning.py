@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import html
-import inspect
 import io
 import json
 import math
@@ -162,10 +161,7 @@ class TuneResult:
 def _train(cfg: Any, out: Path, callbacks: list[Callback]) -> Any:
     from polytask.training.loop import train
 
-    # Pruning needs the loop to call callbacks; a loop without the parameter still trains.
-    if "callbacks" in inspect.signature(train).parameters:
-        return train(cfg, output_dir=out, overwrite=True, callbacks=callbacks)
-    return train(cfg, output_dir=out, overwrite=True)
+    return train(cfg, output_dir=out, overwrite=True, callbacks=callbacks)
 
 
 def tune(

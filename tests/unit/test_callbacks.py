@@ -143,3 +143,39 @@ def test_wandb_runs_offline_when_installed(tmp_path: Path, monkeypatch: pytest.M
     assert cb.run.settings.mode == "offline"
     drive(cb, tmp_path)
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_report_to_trackers_receive_what_train_logs(tmp_path, tiny_encoder_dir, toy, monkeypatch) -> None:  # noqa: ANN001
+    """``train.report_to`` builds the trackers; train() calls them (MLflow gets the metrics)."""
+    pytest.importorskip("mlflow")
+    from polytask.config import parse_config
+    from polytask.training.loop import train
+    from tests.unit.toy import toy_config
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    seen: list[tuple[str, int]] = []
+
+    class Spy:
+        def on_log(self, step, record):  # noqa: ANN001, ANN202
+            seen.append(("log", step))
+
+        def on_evaluate(self, step, metrics):  # noqa: ANN001, ANN202
+            seen.append(("evaluate", step))
+
+        def on_save(self, step, path):  # noqa: ANN001, ANN202
+            seen.append(("save", step))
+
+        def on_end(self, result):  # noqa: ANN001, ANN202
+            seen.append(("end", result.steps))
+
+    raw = toy_config(tiny_encoder_dir, toy, tmp_path / "run", epochs=1, log_every=4, report_to=["mlflow"])
+    train(parse_config(raw), callbacks=[Spy()])
+    assert ("log", 4) in seen and ("evaluate", 8) in seen and ("save", 8) in seen and seen[-1] == ("end", 8)
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "train/loss")
+    assert [m.step for m in history] == [4, 8]

@@ -305,6 +305,7 @@ class TrainConfig(Strict):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     cpu: bool = False
     progress: bool = True
+    report_to: list[str] = Field(default_factory=list)  # live trackers: tensorboard, mlflow, wandb
 
 
 class ExperimentConfig(Strict):

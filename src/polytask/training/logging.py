@@ -27,11 +27,11 @@ class MetricsLogger:
         enabled: False on non-main processes.
     """
 
-    def __init__(self, run_dir: Path, enabled: bool = True):
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True):
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"  # runs.METRICS_FILE (runs imports this layer)
         self._tb: Any = None
-        if enabled:
+        if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 

@@ -198,10 +198,19 @@ def _build(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool, 
     engine = StepEngine(accelerator, prepared, optimizer, scheduler, tc.max_grad_norm)
     # 4. The run folder: resolved config, encoder files, logs.
     _write_run_dir(cfg, run_dir, model, anchor if resume_from is None else None, init_report, accelerator)
+    trackers: list[Any] = []
+    if accelerator.is_main_process and tc.report_to:
+        from polytask.callbacks import build_callbacks
+
+        trackers = build_callbacks(tc.report_to, run_dir, cfg)
     run = Run(cfg=cfg, run_dir=run_dir, accelerator=accelerator, data=data, feats=feats, tokenizer=tokenizer,
               pad_id=pad_id, model=prepared, unwrapped=accelerator.unwrap_model(prepared), strategies=strategies,
-              plan=plan, engine=engine, scheduler=scheduler, logger=MetricsLogger(run_dir, enabled=accelerator.is_main_process),
-              metric=metric, greater=_greater_is_better(metric, data), callbacks=list(callbacks or []), lock=lock)
+              plan=plan, engine=engine, scheduler=scheduler,
+              # A named tensorboard tracker writes the events itself (one writer per folder).
+              logger=MetricsLogger(run_dir, enabled=accelerator.is_main_process,
+                                   tensorboard="tensorboard" not in tc.report_to),
+              metric=metric, greater=_greater_is_better(metric, data), callbacks=trackers + list(callbacks or []),
+              lock=lock)
     if cfg.multitask.surgery is not None:
         from polytask.multitask.surgery import build_surgery
 
