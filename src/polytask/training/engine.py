@@ -95,6 +95,15 @@ class StepEngine:
         self._window = []
         return value
 
+    def peek_loss(self) -> float:
+        """The mean of the losses recorded since the last ``mean_loss`` (NaN if none), window kept.
+
+        Reads the device: called every step only where that costs nothing (a CPU).
+        """
+        if not self._window:
+            return float("nan")
+        return float(torch.stack(self._window).float().mean())
+
     @property
     def lr(self) -> float:
         """The first parameter group's learning rate now."""

@@ -63,7 +63,7 @@ class Progress:
         start: steps already done (resume).
     """
 
-    def __init__(self, total: int, enabled: bool = True, start: int = 0):
+    def __init__(self, total: int, enabled: bool = True, start: int = 0, epoch: int = 1):
         self.enabled = enabled
         self.total = total
         self.console = Console(stderr=True)
@@ -78,7 +78,7 @@ class Progress:
             console=self.console,
             disable=not enabled,
         )
-        self._task = self._bar.add_task("train", total=total, completed=start, loss=float("nan"), speed=0.0, epoch=0)
+        self._task = self._bar.add_task("train", total=total, completed=start, loss=float("nan"), speed=0.0, epoch=epoch)
 
     def __enter__(self) -> Progress:
         self._bar.__enter__()

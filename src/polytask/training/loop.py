@@ -87,7 +87,9 @@ def _train(run: Run, resume: bool) -> TrainResult:
     build_feature_cache(run)
     state, plan = run.state, run.plan
     result = TrainResult(run.run_dir, run.metric, None, None, 0)
-    progress = Progress(plan.total_steps, enabled=run.main and cfg.train.progress, start=state.step)
+    progress = Progress(plan.total_steps, enabled=run.main and cfg.train.progress, start=state.step,
+                        epoch=state.epoch + 1)
+    progress.note(startup_summary(run))
     run.started, seen_at_start = time.perf_counter(), state.examples_seen
     run.model.train()
     with run.engine.stop, progress:
@@ -233,7 +235,28 @@ def _log_step(run: Run, speed: float, progress: Progress) -> None:
             record.update({f"weight/{t}": w for t, w in run.unwrapped.weighting.weights().items()})
         run.logger.log("train", state.step, state.epoch, record)
         _notify(run, "on_log", state.step, record)
-    progress.update(state.step, loss=run.shown_loss, speed=speed, epoch=state.epoch + 1)
+    # On a CPU the running mean since the last log costs nothing to read; on a GPU reading it
+    # every step would stall the queue, so the bar shows the last logged value.
+    shown = run.engine.peek_loss() if run.accelerator.device.type == "cpu" else run.shown_loss
+    progress.update(state.step, loss=shown if shown == shown else run.shown_loss, speed=speed, epoch=state.epoch + 1)
+
+
+def startup_summary(run: Run) -> str:
+    """What is about to happen, in one line per task and one for the schedule."""
+    lines = []
+    for name, td in run.data.items():
+        labels = td.task.labels
+        shown = "" if labels is None else f", {len(labels)} labels" + (
+            f" ({', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''})" if labels else "")
+        n_train = len(run.feats[name]["train"])
+        extra = f" ({len(td.splits['train'])} + augmented copies)" if n_train != len(td.splits["train"]) else ""
+        lines.append(f"task {name} ({td.task.registry_name}): {n_train} train{extra}, "
+                     f"{len(td.splits['dev'])} dev examples{shown}")
+    plan, acc = run.plan, run.accelerator
+    lines.append(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch, {plan.mode.replace('_', ' ')}), "
+                 f"device {acc.device}, precision {acc.mixed_precision}, {acc.num_processes} process(es)"
+                 + (f"; resuming at step {run.state.step}" if run.state.step else ""))
+    return "\n".join(lines)
 
 
 def _end_epoch(run: Run) -> None:
