@@ -151,11 +151,12 @@ def test_task_selection_and_token_inputs(client: httpx.Client, reference: Any) -
     assert [len(p["ner"]["tags"]) for p in got] == [4, 1]  # a tag per word
     assert same(got, reference.predict(words, ["ner"]))
 
+    # 'sent' was trained on single texts: pairs sent to it are refused, not silently read
     r = client.post("/predict", json={"texts": ["a good film", "sad"], "text_pairs": ["fun", "dull"],
                                       "tasks": "sent"})
-    assert r.status_code == 200
-    expected = reference.predict([("a good film", "fun"), ("sad", "dull")], "sent")
-    assert same(r.json()["predictions"], expected)
+    assert r.status_code == 422
+    assert r.json()["detail"] == ("'text_pairs' was given, but task 'sent' was trained on single texts; leave "
+                                  "'text_pairs' out (or name only pair tasks in 'tasks')")
 
 
 def test_health_metadata_and_openapi(client: httpx.Client) -> None:

@@ -471,6 +471,19 @@ def _task_selection(predictor: Any, tasks: list[str] | str | None) -> tuple[list
     return names, isinstance(tasks, str) or (tasks is None and len(names) == 1)
 
 
+def _check_pairs_fit(predictor: Any, names: list[str], req: PredictRequest) -> None:
+    """A 422 when pairs are sent to a task trained on single texts (it would read them silently)."""
+    if req.text_pairs is None and req.text_pair is None:
+        return
+    key = "text_pair" if req.text_pair is not None else "text_pairs"
+    for name in names:
+        task = predictor.tasks[name]
+        if not task.token_level and getattr(task, "pairs", None) is False:
+            raise RequestError(
+                422, f"'{key}' was given, but task {name!r} was trained on single texts; leave "
+                f"'{key}' out (or name only pair tasks in 'tasks')")
+
+
 def _field_name(loc: Sequence[Any]) -> str:
     out = ""
     for part in loc[1:] if loc and loc[0] == "body" else loc:
@@ -740,6 +753,7 @@ def create_app(predictor: Any, limits: Limits | None = None, api_key: str | None
         """Predict every task of the run (or the named ones) for each input, in input order."""
         examples = build_examples(body, limits)
         names, single = _task_selection(predictor, body.tasks)
+        _check_pairs_fit(predictor, names, body)
         try:
             rows = await batcher.submit(examples, names, single)
         except PolytaskError as exc:  # e.g. an input the task's tokenisation refuses
