@@ -645,3 +645,17 @@ def test_graceful_timeout_answers_everything_open_with_json_and_exits_by_it(run_
             assert body["detail"].startswith("the server is shutting down and could not answer this request "
                                              "within its graceful timeout (server option --graceful-timeout)")
     assert batcher.expired
+
+
+def test_health_says_draining_with_a_503_once_shutdown_begins() -> None:
+    from fastapi.testclient import TestClient
+
+    app = create_app(FakePredictor(), Limits())
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 200
+        app.state.batcher.closing = True  # what begin_shutdown sets
+        r = c.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "draining"
+        r = c.post("/predict", json={"text": "late", "tasks": "a"})
+        assert r.status_code == 503 and r.json() == {"detail": "the server is shutting down; retry on another instance"}
+        app.state.batcher.closing = False

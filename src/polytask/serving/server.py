@@ -231,6 +231,11 @@ class MicroBatcher:
             self._executor, self.predictor.predict_examples, [Example(text="warm up")], names)
         self._worker = asyncio.create_task(self._run(), name="polytask-batcher")
 
+    @property
+    def open_requests(self) -> int:
+        """Requests submitted and not yet answered."""
+        return len(self._open)
+
     def begin_shutdown(self, timeout: float | None = None) -> None:
         """Refuse new requests (503); with ``timeout`` seconds, answer 503 to every request still
         open when it runs out, so each client gets an answer before the server exits.
@@ -760,11 +765,15 @@ def create_app(predictor: Any, limits: Limits | None = None, api_key: str | None
             raise RequestError(422, str(exc)) from None
         return PredictResponse(predictions=rows)
 
-    @app.get("/health", response_model=HealthResponse)
-    async def health() -> HealthResponse:
-        """Liveness plus batching counters (``multi_request_batches`` > 0 means batching works)."""
-        status = "draining" if batcher.closing else "ok"
-        return HealthResponse(status=status, queued_texts=batcher.queued_texts, stats=batcher.stats)
+    @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def health() -> Any:
+        """Liveness plus batching counters (``multi_request_batches`` > 0 means batching works);
+        503 with status ``draining`` once shutdown has begun, so load balancers stop routing here."""
+        body = HealthResponse(status="draining" if batcher.closing else "ok", queued_texts=batcher.queued_texts,
+                              stats=batcher.stats)
+        if batcher.closing:
+            return SafeJSONResponse(body.model_dump(), status_code=503)
+        return body
 
     @app.get("/metadata", response_model=MetadataResponse, responses={401: {"model": ErrorResponse}})
     async def metadata() -> MetadataResponse:
@@ -833,10 +842,31 @@ def uvicorn_server(app: Any, graceful_timeout: float | None = None, log_level: s
 
     class GracefulServer(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
+            started = time.monotonic()
             # Our deadline comes a little before uvicorn's, so the 503s are written before it
             # would cancel anything; uvicorn's own timeout stays as the backstop.
             margin = 0.0 if graceful_timeout is None else min(0.5, graceful_timeout / 4)
             batcher.begin_shutdown(None if graceful_timeout is None else graceful_timeout - margin)
+            # Keep listening while the open requests finish: a connection that arrives now, or
+            # waits in the kernel's accept queue, is answered (503 JSON, "shutting down") instead
+            # of being reset when the socket closes. /health says "draining" (503) meanwhile, so
+            # a load balancer stops sending new clients.
+            limit = None if graceful_timeout is None else started + graceful_timeout - margin
+            while batcher.open_requests and not self.force_exit and (limit is None or time.monotonic() < limit):
+                await asyncio.sleep(0.02)
+            for server in self.servers:  # stop accepting (uvicorn does it again, harmlessly)
+                server.close()
+            # uvicorn's shutdown closes every connection that has not started a request as idle.
+            # Under load the event loop lags behind its sockets: a connection accepted a moment
+            # ago may hold a request the client has sent and the server not yet read. Give such
+            # connections a moment to start it, so they are answered instead of dropped.
+            settle = 1.0 if graceful_timeout is None else max(0.0, min(1.0, started + graceful_timeout - margin - time.monotonic()))
+            deadline = time.monotonic() + settle
+            while time.monotonic() < deadline and any(
+                    getattr(c, "cycle", True) is None for c in list(self.server_state.connections)):
+                await asyncio.sleep(0.02)
+            if graceful_timeout is not None:  # what is left of it, not a second full timeout
+                self.config.timeout_graceful_shutdown = max(0.1, graceful_timeout - (time.monotonic() - started))
             await super().shutdown(sockets)
 
     cfg = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=graceful_timeout, lifespan="on", **config)
