@@ -63,7 +63,8 @@ class LiveServer:
 
     def __init__(self, app: Any, graceful_timeout: float | None = None):
         self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP: asyncio sets TCP_NODELAY only then (else ~40 ms per response, Nagle)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -591,6 +592,11 @@ def test_port_and_host_are_checked_with_one_line(run_dir: Path) -> None:
         assert message in result.output and "Traceback" not in result.output
     with pytest.raises(ConfigError, match="port"):
         check_address("127.0.0.1", 70000)
+    mine = bind_socket("127.0.0.1", 1024 + os.getpid() % 20000)
+    # a TCP socket by its protocol too: asyncio then sets TCP_NODELAY on every connection, and
+    # responses do not wait ~40 ms for a delayed ACK
+    assert mine.proto == socket.IPPROTO_TCP
+    mine.close()
     taken = socket.socket()  # a port in use
     taken.bind(("127.0.0.1", 0))
     taken.listen()
