@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import select
 import socket
 import time
 import uuid
@@ -854,7 +855,8 @@ def uvicorn_server(app: Any, graceful_timeout: float | None = None, log_level: s
             # of being reset when the socket closes. /health says "draining" (503) meanwhile, so
             # a load balancer stops sending new clients.
             limit = None if graceful_timeout is None else started + graceful_timeout - margin
-            while batcher.open_requests and not self.force_exit and (limit is None or time.monotonic() < limit):
+            while (batcher.open_requests or self._pending_accepts()) and not self.force_exit and (
+                    limit is None or time.monotonic() < limit):
                 await asyncio.sleep(0.02)
             for server in self.servers:  # stop accepting (uvicorn does it again, harmlessly)
                 server.close()
@@ -870,6 +872,15 @@ def uvicorn_server(app: Any, graceful_timeout: float | None = None, log_level: s
             if graceful_timeout is not None:  # what is left of it, not a second full timeout
                 self.config.timeout_graceful_shutdown = max(0.1, graceful_timeout - (time.monotonic() - started))
             await super().shutdown(sockets)
+
+        def _pending_accepts(self) -> bool:
+            """Whether a listening socket has connections the kernel accepted and we have not:
+            closing it now would reset them, requests sent and all."""
+            socks = [sock for server in self.servers for sock in (server.sockets or ())]
+            try:
+                return bool(socks) and bool(select.select(socks, [], [], 0)[0])
+            except (OSError, ValueError):  # a socket already closed
+                return False
 
     cfg = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=graceful_timeout, lifespan="on", **config)
     return GracefulServer(cfg)
