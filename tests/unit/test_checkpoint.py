@@ -163,3 +163,13 @@ def test_truncated_metadata_names_the_fix(tmp_path: Path) -> None:
     (final / ckpt.META_FILE).write_bytes(b"\xff\xfe[")
     with pytest.raises(CheckpointError, match="corrupt metadata"):
         ckpt.load_meta(final)
+
+
+def test_an_optimizer_state_of_another_model_names_the_fix(tmp_path: Path) -> None:
+    final, _ = _saved(tmp_path)
+    other = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=0.1)  # fewer parameter tensors
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_training_state(final, other)
+    assert str(err.value).startswith(f"{final / ckpt.OPTIM_FILE}: the optimizer state does not fit this model's "
+                                     "optimizer (")
+    assert "this checkpoint cannot be resumed" in str(err.value)

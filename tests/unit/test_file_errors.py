@@ -145,3 +145,17 @@ def test_predict_refuses_pairs_for_a_single_text_task(trained: Path) -> None:
     assert one_line_error(res.output) == (
         f"error: {src}:2: this example has a text_pair, but task 'sent' was trained on single texts (its "
         "training data has no text_pair); leave the pair out, or train the task on pairs")
+
+
+def test_read_inputs_errors_name_the_file(tmp_path: Path) -> None:
+    from polytask.errors import DataError
+    from polytask.serving.inputs import read_inputs
+
+    p = tmp_path / "in.jsonl"
+    p.write_text('["not", "an object"]\n')
+    with pytest.raises(DataError, match=r"in.jsonl:1: no 'text' \(or 'tokens'\) key in this record"):
+        read_inputs(p)
+    p.write_text('{"text": "fine"}\n')
+    with pytest.raises(DataError, match=r"in.jsonl: unknown encoding 'nope'"):
+        read_inputs(p, encoding="nope")
+    assert [e.text for e in read_inputs(p)] == ["fine"]
