@@ -15,6 +15,15 @@ Requests asking for different tasks share a batch: the worker runs the union of 
 tasks over the batch's inputs and hands each request only the tasks it named. The encoder pass
 is shared (heads are a small fraction of the cost); sequence-level and token-level tasks get
 separate passes over only the inputs that asked for them, because their tokenisation differs.
+
+Nothing lost, nothing let in: a small ASGI layer in front of FastAPI (``_Guard``) checks the
+optional API key (constant-time), refuses a body over ``max_body_bytes`` while reading it (at
+once from its Content-Length), and answers JSON on every path (a crash names an error id, never
+the exception). Inputs holding lone surrogates are a 422 naming the item. At shutdown
+(``uvicorn_server``) the server keeps accepting until open requests are answered and the
+kernel's accept queue is empty, answering 503 to new ones, and with a graceful timeout answers
+503 to whatever is still open just before it, so every client gets JSON and the process exits on
+time.
 """
 
 import asyncio
