@@ -93,13 +93,15 @@ def evaluate(
     """Score a saved run on labelled data."""
     from polytask.evaluation.run_eval import evaluate_run
 
+    def show(results: dict) -> None:  # before the write: a failing write loses nothing
+        for name, metrics in results.items():
+            console.print(_metrics_table(name, metrics))
+
     try:
-        results, out_path = evaluate_run(run, data, task, output, checkpoint)
+        _, out_path = evaluate_run(run, data, task, output, checkpoint, on_results=show)
     except PolytaskError as exc:
         _fail(exc)
         return
-    for name, metrics in results.items():
-        console.print(_metrics_table(name, metrics))
     console.print(f"metrics written to {out_path}")
 
 
@@ -116,27 +118,31 @@ def predict(
     """Predict labels (with probabilities), tags (with entity spans) or scores for new texts;
     each output line is its input record plus the predictions under --key."""
     import polytask
-    from polytask.serving.inputs import read_input_records
+    from polytask.serving.inputs import check_inputs_fit, check_output_file, read_input_records
     from polytask.serving.predictor import check_prediction_key, prediction_records
 
     try:
+        check_output_file(output, "-o")  # before the model loads: a bad -o fails in a second
         predictor = polytask.load(str(run), checkpoint=checkpoint)
         predictor.batch_size = batch_size
         names = predictor.task_names(task or None)
         pairs = read_input_records(input)
         examples = [ex for ex, _ in pairs]
         check_prediction_key([rec for _, rec in pairs], key)  # before the model runs
+        check_inputs_fit(predictor, names, examples)
         rows = predictor.predict_examples(examples, names)
         records = prediction_records([rec for _, rec in pairs], rows, key)
     except PolytaskError as exc:
         _fail(exc)
         return
     tmp = output.with_name(f".{output.name}.tmp")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(output)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        tmp.replace(output)
+    except OSError as exc:
+        _fail(PolytaskError(f"cannot write {output} (-o): {exc.strerror or exc}; choose another -o"))
     console.print(f"{len(rows)} predictions written to {output}")
 
 

@@ -97,3 +97,79 @@ def test_meta_errors(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(CheckpointError, match="checkpoint format 99 is not supported"):
         ckpt.load_meta(tmp_path)
+
+
+# ---- a damaged file is one clear line, never a library traceback ------------------------------
+def _saved(tmp_path: Path) -> tuple[Path, torch.optim.Optimizer]:
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    final = tmp_path / "checkpoints" / "last"
+    ckpt.save_checkpoint(final, model.state_dict(), {"step": 1, "tasks": {}}, optimizer=opt,
+                         trainer_state={"loop": {"step": 1}})
+    return final, torch.optim.AdamW(_model().parameters(), lr=0.1)
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize("keep", [0, 5, 60, -40])
+def test_a_truncated_weights_file_names_the_file_and_the_fix(tmp_path: Path, keep: int) -> None:
+    final, _ = _saved(tmp_path)
+    path = final / ckpt.MODEL_FILE
+    size = path.stat().st_size
+    _truncate(path, keep if keep >= 0 else size + keep)
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_model_state(final)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot read the weights: the file is truncated or corrupt (")
+    assert message.endswith("restore it from a copy, or train the run again (the run's 'best' checkpoint may "
+                            "still be whole: --checkpoint best)")
+    assert "\n" not in message
+
+
+def test_a_truncated_optimizer_state_stops_resume_with_the_fix(tmp_path: Path) -> None:
+    final, fresh = _saved(tmp_path)
+    _truncate(final / ckpt.OPTIM_FILE, 30)
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_training_state(final, fresh)
+    assert str(err.value).startswith(f"{final / ckpt.OPTIM_FILE}: cannot read the optimizer state: the file is "
+                                     "truncated or corrupt (30 bytes; ")
+    assert str(err.value).endswith("this checkpoint cannot be resumed: restore the file, or start the run again "
+                                   "with --overwrite (the weights alone can still be loaded, evaluated or used as "
+                                   "init_from)")
+    (final / ckpt.OPTIM_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"optimizer.safetensors: missing \(the optimizer state\); this "
+                                              "checkpoint cannot be resumed"):
+        ckpt.load_training_state(final, fresh)
+    final, fresh = _saved(tmp_path / "b")
+    (final / ckpt.STATE_FILE).write_text('{"loop": ')
+    with pytest.raises(CheckpointError, match=r"trainer_state.json: corrupt trainer state \(JSONDecodeError"):
+        ckpt.load_training_state(final, fresh)
+    final, fresh = _saved(tmp_path / "c")
+    _truncate(final / "rng.safetensors", 10)
+    with pytest.raises(CheckpointError, match="rng.safetensors: cannot read the random-number state"):
+        ckpt.load_training_state(final, fresh)
+
+
+def test_truncated_metadata_names_the_fix(tmp_path: Path) -> None:
+    final, _ = _saved(tmp_path)
+    _truncate(final / ckpt.META_FILE, 20)
+    with pytest.raises(CheckpointError, match=r"meta.json: corrupt metadata \(.*\); the file is truncated or "
+                                              "damaged: restore it from a copy, or train the run again"):
+        ckpt.load_meta(final)
+    (final / ckpt.META_FILE).write_bytes(b"\xff\xfe[")
+    with pytest.raises(CheckpointError, match="corrupt metadata"):
+        ckpt.load_meta(final)
+
+
+def test_an_optimizer_state_of_another_model_names_the_fix(tmp_path: Path) -> None:
+    final, _ = _saved(tmp_path)
+    other = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=0.1)  # fewer parameter tensors
+    with pytest.raises(CheckpointError) as err:
+        ckpt.load_training_state(final, other)
+    assert str(err.value).startswith(f"{final / ckpt.OPTIM_FILE}: the optimizer state does not fit this model's "
+                                     "optimizer (")
+    assert "this checkpoint cannot be resumed" in str(err.value)

@@ -250,7 +250,8 @@ def test_jsonl_token_level_and_list_labels(tmp_path: Path) -> None:
 
 # ---- CoNLL ------------------------------------------------------------------------------------
 def test_conll_docstart_whitespace_lines_and_tabs(tmp_path: Path) -> None:
-    text = ("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects  VBZ B-VP O\n   \n"
+    # (every token line has two columns: a line with another count is a bad row, tested below)
+    text = ("-DOCSTART- -X- -X- O\n\nEU B-ORG\nrejects    O\n   \n"
             "Peter\tB-PER\nBlackburn\tI-PER\n\t\n\n"
             "New York\tB-LOC\nnbsp\u00a0tok\tO\n")
     p = write(tmp_path, "c.txt", text)
@@ -466,3 +467,85 @@ def test_test_split_and_empty_or_tiny_files(tmp_path: Path) -> None:
     one = write(tmp_path, "one.jsonl", '{"text": "a", "label": "x"}\n')
     with raises(f"{one}: too few training examples to hold out a dev set; add data.dev"):
         load_splits(DataConfig(train=one), False)
+
+
+# ---- corrupt data is refused, bad rows can be skipped (issues 16, 18) ---------------------------
+def test_a_control_character_in_a_label_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "a.jsonl", '{"text": "ok", "label": "1"}\n{"text": "bad", "label": "1\\u0000"}\n')
+    with raises(f"{p}:2: label '1\\x00' holds a control character (U+0000 at position 1); labels are plain text"):
+        read_file(cfg(), p, False)
+    p = write(tmp_path, "a.tsv", "label\ttext\npos\tfine\nneg\x07\tbell\n")
+    with raises(f"{p}:3: label 'neg\\x07' holds a control character (U+0007 at position 3)"):
+        read_file(cfg(), p, False)
+    p = write(tmp_path, "a.txt", "1 fine\n0\x00 nul\n")
+    with raises(f"{p}:2: label '0\\x00' holds a control character"):
+        read_file(cfg(format="label_text"), p, False)
+    p = write(tmp_path, "a.conll", "EU B-ORG\nrejects O\x00\n")
+    with raises(f"{p}:2: tag 'O\\x00' holds a control character"):
+        read_file(cfg(), p, True)
+
+
+def test_conll_lines_with_another_column_count_are_bad_rows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    text = "EU B-ORG\nrejects O\n\nPeter B-PER\nBlackburn NNP I-PER\n\nGerman B-MISC\ncall O\n"
+    p = write(tmp_path, "c.conll", text)
+    with raises(f"{p}:5: 3 columns, but most lines of this file have 2 (the first such: line 1); an extra or "
+                "missing column would shift the tag column"):
+        read_file(cfg(), p, True)
+    for mode in ("skip", "warn"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="polytask.data"):
+            exs = read_file(cfg(on_bad_rows=mode), p, True)
+        # the sentence holding the odd line is left out whole, the others are kept
+        assert [e.text for e in exs] == [["EU", "rejects"], ["German", "call"]]
+        summary = [r.getMessage() for r in caplog.records if ": skipped " in r.getMessage()]
+        assert summary == [f"{p}: skipped 1 bad row(s) (data.on_bad_rows: {mode}) on line(s) 5; the first: "
+                           f"{p}:5: 3 columns, but most lines of this file have 2 (the first such: line 1); an "
+                           "extra or missing column would shift the tag column (fix the line, or set "
+                           "data.on_bad_rows: skip to leave its sentence out)"]
+        per_row = [r for r in caplog.records if "row skipped" in r.getMessage()]
+        assert len(per_row) == (1 if mode == "warn" else 0)
+
+
+def test_a_stray_bom_line_in_conll_is_a_sentence_break(tmp_path: Path) -> None:
+    p = write(tmp_path, "c.conll", "\ufeffEU B-ORG\nrejects O\n\ufeff\nPeter B-PER\n \ufeff \nx O\n")
+    exs = read_file(cfg(), p, True)
+    assert [e.text for e in exs] == [["EU", "rejects"], ["Peter"], ["x"]]
+    assert [e.where for e in exs] == [f"{p}:1", f"{p}:4", f"{p}:6"]
+
+
+def test_label_only_lines_can_be_skipped_with_their_numbers_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = write(tmp_path, "reviews.txt", "1 great stuff\n0\n1 works well\n0 \n0 broke at once\n")
+    with raises(f"{p}:2: expected 'label text', found only '0'"):
+        read_file(cfg(format="label_text"), p, False)
+    with caplog.at_level("WARNING", logger="polytask.data"):
+        exs = read_file(cfg(format="label_text", on_bad_rows="skip"), p, False)
+    assert rows(exs) == [("great stuff", None, "1"), ("works well", None, "1"), ("broke at once", None, "0")]
+    assert any(r.getMessage().startswith(f"{p}: skipped 2 bad row(s) (data.on_bad_rows: skip) on line(s) 2, 4;")
+               for r in caplog.records)
+    # CSV and JSONL rows too; a file where every row is bad still fails with the first error
+    p = write(tmp_path, "a.csv", "text,label\nfine,pos\nmissing,\nalso fine,neg\n")
+    assert rows(read_file(cfg(on_bad_rows="warn"), p, False)) == [("fine", None, "pos"), ("also fine", None, "neg")]
+    p = write(tmp_path, "a.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n{"text": "c", "label": "y"}\n')
+    assert [e.text for e in read_file(cfg(on_bad_rows="skip"), p, False)] == ["a", "c"]
+    p = write(tmp_path, "b.csv", "text,label\nx,\ny,\n")
+    with raises(f"{p}:2: empty label in column 'label'"):
+        read_file(cfg(on_bad_rows="skip"), p, False)
+    with pytest.raises(ConfigError, match="on_bad_rows"):
+        parse_config({"name": "x", "tasks": [{"name": "t", "type": "classification",
+                                               "data": {"train": "a.csv", "on_bad_rows": "ignore"}}]})
+
+
+def test_a_file_that_looks_like_another_format_gets_a_hint(tmp_path: Path) -> None:
+    p = write(tmp_path, "ner.txt", "EU B-ORG\nrejects O\nGerman B-MISC\n\nPeter B-PER\nBlackburn I-PER\n")
+    with raises(f"{p}: format label_text holds one label per line, for sequence-level tasks, and this task "
+                "tags tokens; this file looks like CoNLL (a token and its tag per line, a blank line between "
+                "sentences): set data.format: conll"):
+        read_file(cfg(format="label_text"), p, True)
+    p = write(tmp_path, "ner2.txt", "EU B-ORG\nrejects O\n\nPeter\nBlackburn I-PER\n")
+    with raises(f"{p}:4: expected 'label text', found only 'Peter' (format label_text: the label, a space or "
+                "tab, then the text); this file looks like CoNLL"):
+        read_file(cfg(format="label_text"), p, False)
+    p = write(tmp_path, "data.jsonl", "text,label\nhello,pos\nbye,neg\n")
+    with raises(f"{p}:1: not valid JSON (Expecting value at column 1); this file looks like comma-separated "
+                "columns: set data.format: csv"):
+        read_file(cfg(), p, False)

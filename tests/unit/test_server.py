@@ -4,7 +4,9 @@ NER), the batcher on its own, request limits and their messages, and graceful sh
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -16,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 import polytask
@@ -24,7 +25,16 @@ from polytask.cli import app as cli_app
 from polytask.config import parse_config
 from polytask.data.example import Example
 from polytask.errors import ConfigError, DataError, PolytaskError
-from polytask.serving.server import Limits, MicroBatcher, RequestError, create_app, require_serving
+from polytask.serving.server import (
+    Limits,
+    MicroBatcher,
+    RequestError,
+    bind_socket,
+    check_address,
+    create_app,
+    require_serving,
+    uvicorn_server,
+)
 from polytask.training.loop import train
 from tests.unit.toy import toy_config, toy_texts, write_toy_jsonl, write_toy_ner
 
@@ -51,12 +61,14 @@ def reference(run_dir: Path) -> Any:
 class LiveServer:
     """uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, graceful_timeout: float | None = None):
         self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP: asyncio sets TCP_NODELAY only then (else ~40 ms per response, Nagle)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn_server(app, graceful_timeout=graceful_timeout, log_level="warning")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -77,7 +89,7 @@ class LiveServer:
             self.stop()
 
 
-LIMITS = Limits(max_texts=16, max_chars=100)
+LIMITS = Limits(max_texts=16, max_chars=100, max_body_bytes=4096)
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +152,12 @@ def test_task_selection_and_token_inputs(client: httpx.Client, reference: Any) -
     assert [len(p["ner"]["tags"]) for p in got] == [4, 1]  # a tag per word
     assert same(got, reference.predict(words, ["ner"]))
 
+    # 'sent' was trained on single texts: pairs sent to it are refused, not silently read
     r = client.post("/predict", json={"texts": ["a good film", "sad"], "text_pairs": ["fun", "dull"],
                                       "tasks": "sent"})
-    assert r.status_code == 200
-    expected = reference.predict([("a good film", "fun"), ("sad", "dull")], "sent")
-    assert same(r.json()["predictions"], expected)
+    assert r.status_code == 422
+    assert r.json()["detail"] == ("'text_pairs' was given, but task 'sent' was trained on single texts; leave "
+                                  "'text_pairs' out (or name only pair tasks in 'tasks')")
 
 
 def test_health_metadata_and_openapi(client: httpx.Client) -> None:
@@ -159,7 +172,8 @@ def test_health_metadata_and_openapi(client: httpx.Client) -> None:
     assert tasks["ner"]["type"] == "token_classification" and tasks["ner"]["token_level"]
     assert "B-PER" in tasks["ner"]["labels"]
     assert meta["encoder"]["type"] == "transformer"
-    assert {"polytask", "torch", "transformers"} <= set(meta["versions"])
+    assert meta["versions"] is None  # no API key: library versions are shown to no one
+    assert client.get("/openapi.json").json()["info"]["version"] == "1"  # the API's, not polytask's
     assert meta["limits"]["max_texts"] == 16 and meta["limits"]["max_chars"] == 100
 
     schema = client.get("/openapi.json").json()
@@ -427,7 +441,10 @@ def test_model_failures_answer_only_the_culprit() -> None:
         r = c.post("/predict", json={"text": "bad"})
         assert r.status_code == 422 and r.json() == {"detail": "input 'bad' cannot be tokenised"}
         r = c.post("/predict", json={"text": "boom"})
-        assert r.status_code == 500 and r.json() == {"detail": "internal error: ValueError: boom"}
+        assert r.status_code == 500
+        assert re.fullmatch(r"internal error \(error id [0-9a-f]{12}\); the server log has the details",
+                            r.json()["detail"])  # nothing of the exception leaks
+        assert "boom" not in r.text and "ValueError" not in r.text
         r = c.post("/predict", json={"text": "fine", "tasks": "a"})
         assert r.status_code == 200 and r.json() == {"predictions": [{"echo": "fine", "task": "a"}]}
 
@@ -458,3 +475,193 @@ def test_missing_serve_extra_names_the_install_command(monkeypatch: pytest.Monke
         create_app(FakePredictor())
     result = CliRunner().invoke(cli_app, ["serve", "anywhere"])
     assert result.exit_code == 2 and "pip install 'polytask[serve]'" in result.output
+
+
+# ---- hardening: body size, bad Unicode, JSON on every path, API key, addresses, shutdown --------
+def _raw_request(port: int, head: bytes, body_parts: list[bytes], timeout: float = 10) -> tuple[int, dict, float]:
+    """Send ``head`` and ``body_parts`` over a raw socket, stop sending at the first answer, and
+    return (status, JSON body, seconds until the answer)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head)
+        for part in body_parts:
+            try:
+                sock.sendall(part)
+            except OSError:  # the server answered and closed: stop sending
+                break
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+                re.search(rb"content-length: (\d+)", data.lower()).group(1) if b"content-length" in data.lower() else 1):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    elapsed = time.monotonic() - started
+    status = int(data.split(b" ", 2)[1])
+    return status, json.loads(data.split(b"\r\n\r\n", 1)[1]), elapsed
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(server: LiveServer, client: httpx.Client) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    # A 200 MB Content-Length with only 16 bytes sent: the 413 comes at once, nothing is buffered.
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 200000000\r\n\r\n")
+    status, body, elapsed = _raw_request(port, head, [b'{"texts": ["aaaa'])
+    assert status == 413 and elapsed < 5
+    assert body["detail"] == ("the request body is larger than the limit of 4096 bytes (server option "
+                              "--max-body-bytes); send fewer or shorter inputs per request (got 200000000 bytes)")
+    # A chunked body without a Content-Length is cut off once it passes the limit.
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
+    chunk = b"400\r\n" + b"a" * 1024 + b"\r\n"
+    status, body, _ = _raw_request(port, head, [chunk] * 8)
+    assert status == 413 and body["detail"].startswith("the request body is larger than the limit of 4096 bytes")
+    assert client.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"texts": ["fine", "a\\ud800b"]}', "texts[1] is not valid Unicode: character 1 is a lone surrogate (U+D800)"),
+    (b'{"text": "\\udfff"}', "text is not valid Unicode: character 0 is a lone surrogate (U+DFFF)"),
+    (b'{"tokens": [["Alice"], ["met", "\\ud83d"]]}', "tokens[1][1] is not valid Unicode"),
+    (b'{"texts": ["a"], "text_pairs": ["\\ud800"]}', "text_pairs[0] is not valid Unicode"),
+])
+def test_invalid_unicode_is_a_422_naming_the_item(client: httpx.Client, body: bytes, message: str) -> None:
+    r = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith(message)
+    assert "TypeError" not in r.text
+
+
+def test_echoed_surrogates_and_bad_bytes_still_answer_json(client: httpx.Client) -> None:
+    # an unknown task or key holding a lone surrogate is echoed back escaped, never a 500
+    r = client.post("/predict", content=b'{"text": "a", "tasks": "x\\ud800"}', headers={"content-type": "application/json"})
+    assert r.status_code == 404 and r.json()["detail"].startswith("unknown task 'x\\ud800'")
+    r = client.post("/predict", content=b'{"t\\ud800": 1}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "unable to parse raw data as a unicode string" in r.json()["detail"]
+    r = client.post("/predict", content=b'{"text": "caf\xe9"}', headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422) and isinstance(r.json()["detail"], str)
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    r = client.get("/predict")
+    assert r.status_code == 405 and r.json() == {"detail": "Method Not Allowed"}
+
+
+def test_api_key_guards_everything_but_health_and_docs(run_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    predictor = polytask.load(str(run_dir), device="cpu")
+    with TestClient(create_app(predictor, Limits(), api_key="s3cret")) as c:
+        for method, path in (("post", "/predict"), ("get", "/metadata")):
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "s3cre"}, {"authorization": "s3cret"}):
+                r = getattr(c, method)(path, headers=headers, **({"json": {"text": "a"}} if method == "post" else {}))
+                assert r.status_code == 401, (path, headers)
+                assert r.json() == {"detail": "missing or wrong API key; send it as 'Authorization: Bearer <key>' "
+                                              "or 'X-API-Key: <key>'"}
+                assert r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/health").status_code == 200 and c.get("/openapi.json").status_code == 200
+        r = c.post("/predict", json={"text": "a lovely film", "tasks": "sent"}, headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()["predictions"][0]["label"] in ("pos", "neg")
+        r = c.get("/metadata", headers={"x-api-key": "s3cret"})
+        assert r.status_code == 200 and {"polytask", "torch", "transformers"} <= set(r.json()["versions"])
+    with pytest.raises(ConfigError, match=r"the API key \(--api-key or POLYTASK_API_KEY\) is empty"):
+        create_app(FakePredictor(), api_key="  ")
+
+
+def test_the_key_can_come_from_the_environment(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from polytask.serving import server as server_mod
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(server_mod, "serve", lambda run, **kw: seen.update(kw))
+    result = CliRunner().invoke(cli_app, ["serve", str(run_dir)], env={"POLYTASK_API_KEY": "from-env"})
+    assert result.exit_code == 0, result.output
+    assert seen["api_key"] == "from-env"
+    result = CliRunner().invoke(cli_app, ["serve", str(run_dir), "--api-key", "given"])
+    assert seen["api_key"] == "given"
+
+
+def test_port_and_host_are_checked_with_one_line(run_dir: Path) -> None:
+    runner = CliRunner()
+    for args, message in (
+        (["--port", "70000"], "port (--port) must be a whole number from 1 to 65535; got 70000"),
+        (["--port", "0"], "port (--port) must be a whole number from 1 to 65535; got 0"),
+        (["--host", "no-such-host.invalid"], "host (--host) 'no-such-host.invalid' is not an address this machine can listen on"),
+        (["--graceful-timeout", "-1"], "--graceful-timeout must be 0 or more seconds; got -1.0"),
+    ):
+        result = runner.invoke(cli_app, ["serve", str(run_dir), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output
+    with pytest.raises(ConfigError, match="port"):
+        check_address("127.0.0.1", 70000)
+    mine = bind_socket("127.0.0.1", 1024 + os.getpid() % 20000)
+    # a TCP socket by its protocol too: asyncio then sets TCP_NODELAY on every connection, and
+    # responses do not wait ~40 ms for a delayed ACK
+    assert mine.proto == socket.IPPROTO_TCP
+    mine.close()
+    taken = socket.socket()  # a port in use
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"cannot listen on 127.0.0.1:{port}: .*; pick another --port"):
+            bind_socket("127.0.0.1", port)
+    finally:
+        taken.close()
+
+
+def test_graceful_timeout_answers_everything_open_with_json_and_exits_by_it(run_dir: Path) -> None:
+    """8 requests queued behind a model that takes 0.6 s per call; a 1.5 s graceful timeout can
+    finish only some: the others get a JSON 503 (not uvicorn's plain-text 500) and the server
+    is gone within the timeout plus one model call."""
+
+    class Slower(SlowPredictor):
+        def predict_examples(self, examples: list[Example], names: list[str]) -> list[dict[str, Any]]:
+            time.sleep(0.6)
+            return self.inner.predict_examples(examples, names)
+
+    app = create_app(Slower(polytask.load(str(run_dir), device="cpu")), Limits(max_batch_size=1, max_wait_ms=0))
+    batcher = app.state.batcher
+    results: dict[int, httpx.Response | Exception] = {}
+
+    def ask(i: int, url: str) -> None:
+        try:
+            results[i] = httpx.post(f"{url}/predict", json={"text": TEXTS[i], "tasks": "sent"}, timeout=30)
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+            results[i] = exc
+
+    live = LiveServer(app, graceful_timeout=1.5).__enter__()
+    threads = [threading.Thread(target=ask, args=(i, live.url)) for i in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while batcher.stats.requests < 8:
+        assert time.monotonic() < deadline, "requests never reached the queue"
+        time.sleep(0.01)
+    started = time.monotonic()
+    live.stop()
+    took = time.monotonic() - started
+    for t in threads:
+        t.join(30)
+    assert took < 1.5 + 0.6 + 0.5, f"shutdown took {took:.1f} s"
+    statuses = sorted(r.status_code for r in results.values() if isinstance(r, httpx.Response))
+    assert len(statuses) == 8, results  # every request answered
+    assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}
+    for r in results.values():
+        body = r.json()  # JSON, every one
+        if r.status_code == 503:
+            assert body["detail"].startswith("the server is shutting down and could not answer this request "
+                                             "within its graceful timeout (server option --graceful-timeout)")
+    assert batcher.expired
+
+
+def test_health_says_draining_with_a_503_once_shutdown_begins() -> None:
+    from fastapi.testclient import TestClient
+
+    app = create_app(FakePredictor(), Limits())
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 200
+        app.state.batcher.closing = True  # what begin_shutdown sets
+        r = c.get("/health")
+        assert r.status_code == 503 and r.json()["status"] == "draining"
+        r = c.post("/predict", json={"text": "late", "tasks": "a"})
+        assert r.status_code == 503 and r.json() == {"detail": "the server is shutting down; retry on another instance"}
+        app.state.batcher.closing = False

@@ -416,3 +416,102 @@ def test_every_example_study_loads_and_validates() -> None:
             load_config(src.experiment, [])
         for arm in study.arms:
             assert arm.init_from is None or arm.init_from in study.sources or Path(arm.init_from).is_absolute()
+
+
+# ---- --check catches init_from mismatches; a failing cell does not stop the study ----------------
+
+def test_check_catches_an_init_from_source_of_another_encoder_type(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    path = write_toy_study(tmp_path, tiny_encoder_dir)
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"] = {"lstm": {"experiment": "exp.yaml", "set": {"encoder.type": "bilstm"}}}
+    spec["arms"].append({"name": "warm", "init_from": "lstm"})
+    path.write_text(yaml.safe_dump(spec))
+    message = ("arm 'warm': init_from source 'lstm' trains a 'bilstm' encoder, but this arm's experiment has "
+               "encoder.type 'transformer'; set encoder.type (and its settings) in the arm's set to match the "
+               "source, or start from another source")
+    with pytest.raises(ConfigError) as err:
+        plan_study(load_study(path))
+    assert message in str(err.value)
+    out = CliRunner().invoke(app, ["compare", str(path), "--check"])
+    assert out.exit_code == 2 and message in out.output.replace("\n", " ").replace("  ", " ")
+    assert not (tmp_path / "study").exists()  # nothing trained, nothing written
+
+    # a finished run of another encoder type (its checkpoint's config says so)
+    run = tmp_path / "lstm_run"
+    cdir = run / "checkpoints" / "best"
+    cdir.mkdir(parents=True)
+    config = load_config(tmp_path / "exp.yaml").model_dump(mode="json")
+    config["encoder"]["type"] = "bilstm"
+    (cdir / "meta.json").write_text(json.dumps({"format_version": 1, "config": config, "tasks": {}}))
+    spec["sources"] = {}
+    spec["arms"][-1] = {"name": "warm", "init_from": str(run)}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=r"arm 'warm': .*init_from .*lstm_run: that run's encoder is 'bilstm', this "
+                                          r"experiment's is 'transformer'; set encoder.type to match"):
+        plan_study(load_study(path))
+
+
+def _fake_train(fail: dict[str, BaseException]) -> Any:
+    """loop.train stand-in: writes a finished run's results, or raises for the named cells."""
+    from types import SimpleNamespace
+
+    def train(cfg: Any, output_dir: Any = None, resume: bool = False, overwrite: bool = False) -> Any:
+        run = Path(output_dir)
+        for part, exc in fail.items():
+            if part in str(run):
+                raise exc
+        run.mkdir(parents=True, exist_ok=True)
+        target = cfg.tasks[0].name
+        (run / "results.json").write_text(json.dumps({
+            "metric": f"{target}/accuracy", "best_metric": 0.5, "best_step": 1, "steps": 1,
+            "dev": {f"{target}/accuracy": 0.5, "average": 0.5}, "test": {}, "interrupted": False,
+            "seconds": 1.0, "examples_per_second": 1.0}))
+        (run / "metrics.jsonl").write_text(json.dumps({"split": "train", "step": 1, "epoch": 0, "loss": 1.0}) + "\n")
+        return SimpleNamespace(interrupted=False, metric=f"{target}/accuracy", best_metric=0.5, seconds=1.0)
+
+    return train
+
+
+def test_a_failing_cell_is_reported_and_the_study_goes_on(tmp_path: Path, tiny_encoder_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from polytask.errors import DataError
+
+    path = write_toy_study(tmp_path, tiny_encoder_dir)
+    fail = {"frozen/4/seed1": DataError("dev.jsonl:3: bad row"), "full/all/seed2": RuntimeError("CUDA out of memory")}
+    monkeypatch.setattr(loop, "train", _fake_train(fail))
+    events: list[tuple[str, str]] = []
+    result = run_study(plan_study(load_study(path)), lambda k, m: events.append((k, m)))
+    assert result.failed == [("sent/frozen/4/seed1", "dev.jsonl:3: bad row"),
+                             ("sent/full/all/seed2", "RuntimeError: CUDA out of memory")]
+    assert len(result.trained) == 6  # every other cell ran
+    assert ("fail", "sent/frozen/4/seed1 failed: dev.jsonl:3: bad row") in events
+
+    # the CLI lists the failures at the end and exits 1; the report is still written
+    assert not (tmp_path / "study/runs/sent/frozen/4/seed1/results.json").exists()
+    out = CliRunner().invoke(app, ["compare", str(path)])
+    assert out.exit_code == 1, out.output
+    assert "0 run(s) trained, 6 finished before, 2 failed" in out.output
+    assert "2 cell(s) failed" in out.output
+    assert "sent/frozen/4/seed1: dev.jsonl:3: bad row" in out.output
+    assert "sent/full/all/seed2: RuntimeError: CUDA out of memory" in out.output
+    assert (tmp_path / "study" / "report.html").is_file()
+    # --no-keep-going stops at the first failure, as before
+    out = CliRunner().invoke(app, ["compare", str(path), "--no-keep-going"])
+    assert out.exit_code == 2 and "study cell sent/frozen/4/seed1: dev.jsonl:3: bad row" in out.output
+
+
+def test_cells_of_a_failed_source_are_failed_without_training(tmp_path: Path, tiny_encoder_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from polytask.errors import DataError
+
+    path = write_toy_study(tmp_path, tiny_encoder_dir, seeds=[1])
+    spec = yaml.safe_load(path.read_text())
+    spec["sources"] = {"warm": {"experiment": "exp.yaml"}}
+    spec["arms"].append({"name": "warm", "init_from": "warm"})
+    path.write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(loop, "train", _fake_train({"sources/warm": DataError("source data broke")}))
+    result = run_study(plan_study(load_study(path)))
+    assert result.failed == [("source:warm", "source data broke"),
+                             ("sent/warm/4/seed1", "its init_from source 'warm' failed"),
+                             ("sent/warm/all/seed1", "its init_from source 'warm' failed")]
+    assert len(result.trained) == 4  # full and frozen at both budgets

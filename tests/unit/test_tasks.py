@@ -150,7 +150,7 @@ def test_classification_check_messages() -> None:
         task.check([ex("so so", "meh", where="dev.jsonl:3")], "dev")
     assert str(err.value) == (
         "dev.jsonl:3: label 'meh' in dev was never seen in training; known labels: neg, pos. "
-        "Add it to tasks.sent.labels or fix the data"
+        "Add it to tasks.sent.labels or fix the data (or set data.unseen_labels: skip to leave such examples out)"
     )
     with pytest.raises(DataError) as err:
         task.check([ex("  ", "pos", where="dev.jsonl:4")], "dev")
@@ -267,7 +267,7 @@ def test_multilabel_check_messages() -> None:
         task.check([ex("x", "sports,weather", where="dev.csv:8")], "dev")
     assert str(err.value) == (
         "dev.csv:8: label 'weather' in dev was never seen in training; known labels: politics, "
-        "sports, tech. Add it to tasks.topics.labels or fix the data"
+        "sports, tech. Add it to tasks.topics.labels or fix the data (or set data.unseen_labels: skip to leave such examples out)"
     )
     with pytest.raises(DataError) as err:
         task.check([ex("x", None, where="train.csv:9")], "train")
@@ -400,7 +400,7 @@ def test_token_check_messages() -> None:
         task.check([ex(["Rome"], ["B-GPE"], where="dev.conll:20")], "dev")
     assert str(err.value) == (
         "dev.conll:20: tag 'B-GPE' in dev was never seen in training; known labels: B-LOC, B-PER, I-LOC, I-PER, O. "
-        "Add it to tasks.ner.labels or fix the data"
+        "Add it to tasks.ner.labels or fix the data (or set data.unseen_labels: skip to leave such examples out)"
     )
     with pytest.raises(DataError) as err:
         task.check([ex([], [], where="dev.conll:30")], "dev")
@@ -550,3 +550,85 @@ def test_battery(type_: str, tok: Any) -> None:
     assert fresh.decode(head(fake_encoder_output(batch)), batch) == preds
     opts = asdict(task.options)
     assert options_from(type(task.options), opts, task.name, type_) == task.options
+
+
+# ---- data hardening (issues 16, 18) ------------------------------------------------------------
+def make_with_data(type_: str, name: str = "t", **data: Any) -> Task:
+    cfg = TaskConfig(name=name, type=type_, data={"train": "x", **data})
+    return build_task(cfg, 128)
+
+
+def test_unseen_dev_labels_can_be_skipped_and_are_counted(caplog: pytest.LogCaptureFixture) -> None:
+    task = make_with_data("classification", name="intent", unseen_labels="skip")
+    task.fit_labels([ex("a", "book"), ex("b", "cancel")])
+    dev = [ex("x", "book", where="dev.csv:2"), ex("y", "refund", where="dev.csv:3"), ex("z", "cancel", where="dev.csv:4")]
+    with caplog.at_level("WARNING", logger="polytask.data"):
+        task.check(dev, "dev")
+    assert [e.label for e in dev] == ["book", "cancel"]  # left out in place: training sees the rest
+    assert [r.getMessage() for r in caplog.records] == [
+        "task intent: skipped 1 dev example(s) whose label training never saw (data.unseen_labels: skip): "
+        "dev.csv:3; labels: refund"]
+    with pytest.raises(DataError, match="label 'refund' in train was never seen"):
+        task.check([ex("a", "book"), ex("q", "refund")], "train")  # train is never filtered
+    with pytest.raises(DataError) as err:
+        task.check([ex("q", "refund", where="dev.csv:7")], "test")
+    assert str(err.value).startswith("dev.csv:7: every test example of task 'intent' has a label training never "
+                                     "saw (the first: 'refund'); data.unseen_labels: skip would leave none")
+    ner = make_with_data("token_classification", name="ner", unseen_labels="skip")
+    ner.fit_labels([ex(["Rome"], ["B-LOC"])])
+    dev = [ex(["Rome"], ["B-LOC"]), ex(["Bob"], ["B-PER"], where="d.conll:5")]
+    ner.check(dev, "dev")
+    assert [e.text for e in dev] == [["Rome"]]
+    default = make("classification", name="sent")
+    default.fit_labels([ex("a", "pos"), ex("b", "neg")])
+    with pytest.raises(DataError, match="was never seen in training"):  # the default stays the error
+        default.check([ex("q", "zzz")], "dev")
+
+
+def test_a_long_label_list_is_cut_to_twenty_with_the_count() -> None:
+    task = make("token_classification", name="slots")
+    tags = [f"B-slot{i}" for i in range(85)]
+    task.fit_labels([ex([f"w{i}" for i in range(85)], tags)])
+    with pytest.raises(DataError) as err:
+        task.check([ex(["x"], ["B-nope"], where="dev.conll:3")], "dev")
+    message = str(err.value)
+    assert "... (170 labels; the first 20 shown)" in message  # 85 B- tags and their I- tags
+    assert message.count("-slot") == 20
+
+
+def test_the_unseen_tag_error_names_the_tags_own_line(tmp_path: Any) -> None:
+    from polytask.data.loading import read_file
+
+    train = tmp_path / "train.conll"
+    train.write_text("Rome B-LOC\nis O\n")
+    dev = tmp_path / "dev.conll"
+    dev.write_text("Rome B-LOC\n\nBob O\nmet O\nAlice B-PER\n")
+    task = make("token_classification", name="ner")
+    cfg = TaskConfig(name="ner", type="token_classification", data={"train": str(train)}).data
+    task.fit_labels(read_file(cfg, str(train), True))
+    with pytest.raises(DataError) as err:
+        task.check(read_file(cfg, str(dev), True), "dev")
+    assert str(err.value).startswith(f"{dev}:5: tag 'B-PER' in dev was never seen in training")  # not :3
+
+
+def test_a_text_pair_given_to_a_single_text_task_is_an_error() -> None:
+    for type_, labels in (("classification", ["pos", "neg"]), ("multilabel", ["a", "b"]), ("regression", ["1.0", "2.0"])):
+        task = make(type_, name="single")
+        task.fit_labels([ex("a", labels[0]), ex("b", labels[1])])
+        assert task.pairs is False
+        with pytest.raises(DataError) as err:
+            task.check([ex("a", labels[0], pair="extra", where="dev.jsonl:4")], "dev")
+        assert str(err.value) == ("dev.jsonl:4: this example has a text_pair, but task 'single' was trained on single "
+                                  "texts (its training data has no text_pair); leave the pair out, or train the task on pairs")
+        with pytest.raises(DataError, match="was trained on single texts"):
+            task.check([ex("a", None, pair="extra")], "predict")
+        # the fact is saved with the checkpoint, so a loaded run checks it too
+        fresh = make(type_, name="single")
+        fresh.load_state(json.loads(json.dumps(task.state())))
+        assert fresh.pairs is False
+    paired = make("classification", name="pairs")
+    paired.fit_labels([ex("a", "pos", pair="b"), ex("c", "neg")])
+    paired.check([ex("a", "pos", pair="b"), ex("c", "neg")], "dev")
+    old = make("classification", name="old")
+    old.load_state({"labels": ["neg", "pos"]})  # a checkpoint from before: unknown, not checked
+    old.check([ex("a", "pos", pair="b")], "dev")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from polytask.commands._common import console, err_console, fail
@@ -21,7 +22,8 @@ def register(app: typer.Typer) -> None:
 def compare(
     study: Annotated[Path, typer.Argument(help="The study YAML (target, arms, budgets, seeds).")],
     output_dir: Annotated[Path | None, typer.Option(help="Study folder (default: output_dir or studies/<name>).")] = None,  # noqa: UP007
-    check: Annotated[bool, typer.Option("--check", help="Only check the study and list its cells; train nothing.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Only check the study (every cell's final config, init_from sources included) and list its cells; train nothing.")] = False,
+    keep_going: Annotated[bool, typer.Option("--keep-going/--no-keep-going", help="When a cell fails, report it and go on with the others (exit 1 at the end); --no-keep-going stops at the first failure.")] = True,
 ) -> None:
     """Run a label-budget study (arms x budgets x seeds; resumable) and write its report."""
     from polytask.study.compare import run_compare
@@ -29,8 +31,11 @@ def compare(
     from polytask.study.runner import cell_status, plan_study
 
     def on_event(kind: str, message: str) -> None:
+        if kind == "fail":
+            err_console.print(f"[bold red]failed:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            return
         style = {"skip": "dim", "start": "bold", "stop": "yellow"}.get(kind, "")
-        console.print(f"[{style}]{message}[/]" if style else message, highlight=False)
+        console.print(f"[{style}]{escape(message)}[/]" if style else escape(message), highlight=False)
 
     try:
         if check:
@@ -42,16 +47,23 @@ def compare(
                 table.add_row(c.target, c.arm, c.budget, str(c.n_train), str(c.seed), cell_status(c.run_dir))
             console.print(table)
             return
-        result = run_compare(study, output_dir, on_event)
+        result = run_compare(study, output_dir, on_event, keep_going=keep_going)
     except PolytaskError as exc:
         fail(exc)
         return
     r = result.run
-    console.print(f"{len(r.trained)} run(s) trained, {len(r.skipped)} finished before")
+    failed = f", {len(r.failed)} failed" if r.failed else ""
+    console.print(f"{len(r.trained)} run(s) trained, {len(r.skipped)} finished before{failed}")
     console.print(f"results: {r.study_dir / 'results.csv'}; report: {result.html} and {result.markdown}")
     if r.interrupted:
         err_console.print("interrupted: run the same command again to continue")
         raise typer.Exit(code=130)
+    if r.failed:
+        err_console.print(f"[bold red]{len(r.failed)} cell(s) failed[/] (fix them and run the same command "
+                          "again: finished cells are kept):", highlight=False)
+        for key, message in r.failed:
+            err_console.print(f"  {escape(key)}: {escape(message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
 
 
 def report(

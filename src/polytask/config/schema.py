@@ -56,6 +56,14 @@ class DataConfig(Strict):
         default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"}
     )
     docstart: str = "-DOCSTART-"
+    # Rows a reader cannot use (too few columns, a label-only line, bad JSON, a control
+    # character in a label, a CoNLL line whose column count differs from the file's): stop with
+    # the first (error), or leave them out and report their lines (skip: one summary line;
+    # warn: a line per row too). See docs/data.md.
+    on_bad_rows: Literal["error", "skip", "warn"] = "error"
+    # dev/test examples whose label training never saw: stop (error) or leave them out,
+    # counted and reported (skip).
+    unseen_labels: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
     def _has_train(self) -> DataConfig:

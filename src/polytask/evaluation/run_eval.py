@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from polytask.errors import DataError
+from polytask.errors import DataError, PolytaskError
 from polytask.evaluation.evaluate import evaluate_task
 from polytask.runs import load_run
 from polytask.training.checkpoint import write_json
@@ -17,8 +18,13 @@ def evaluate_run(
     output: str | Path | None = None,
     checkpoint: str = "best",
     batch_size: int = 64,
+    on_results: Callable[[dict[str, dict[str, float]]], None] | None = None,
 ) -> tuple[dict[str, dict[str, float]], Path]:
     """Metrics per task, written as JSON.
+
+    The output file is checked for writability before anything is loaded; the metrics go to
+    ``on_results`` before they are written (atomically: a temp file renamed into place), so a
+    write that still fails loses nothing computed.
 
     Args:
         run: run directory.
@@ -26,9 +32,17 @@ def evaluate_run(
             scored on its configured test split (dev when there is no test).
         task: the task to score (required with ``data`` for a multi-task run).
         output: JSON path (default ``<run>/eval-<data file stem or 'splits'>.json``).
+        checkpoint: ``best`` (falls back to ``last``) or ``last``.
+        batch_size: examples per forward pass.
+        on_results: called with the metrics once computed, before they are written (the CLI
+            prints them).
     """
     from polytask.data.loading import load_splits, read_file
+    from polytask.serving.inputs import check_output_file
 
+    out = Path(output) if output else Path(run) / f"eval-{Path(data).stem if data else 'splits'}.json"
+    if Path(run).is_dir():  # a missing run is load_run's error to name
+        check_output_file(out, "--output" if output else "--output (default: inside the run)")
     loaded = load_run(run, checkpoint)
     names = list(loaded.tasks)
     if task is not None:
@@ -54,7 +68,14 @@ def evaluate_run(
         metrics, _ = evaluate_task(loaded.model, t, examples, tokenizer, pad_id, batch_size)
         metrics["n_examples"] = float(len(examples))
         results[name] = metrics
-    out = Path(output) if output else Path(run) / f"eval-{Path(data).stem if data else 'splits'}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, results)
+    if on_results is not None:
+        on_results(results)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, results)
+    except OSError as exc:
+        raise PolytaskError(
+            f"the metrics{' (printed above)' if on_results else ''} could not be written to {out}: "
+            f"{exc.strerror or exc}; choose another --output"
+        ) from None
     return results, out

@@ -15,13 +15,28 @@ Requests asking for different tasks share a batch: the worker runs the union of 
 tasks over the batch's inputs and hands each request only the tasks it named. The encoder pass
 is shared (heads are a small fraction of the cost); sequence-level and token-level tasks get
 separate passes over only the inputs that asked for them, because their tokenisation differs.
+
+Nothing lost, nothing let in: a small ASGI layer in front of FastAPI (``_Guard``) checks the
+optional API key (constant-time), refuses a body over ``max_body_bytes`` while reading it (at
+once from its Content-Length), and answers JSON on every path (a crash names an error id, never
+the exception). Inputs holding lone surrogates are a 422 naming the item. At shutdown
+(``uvicorn_server``) the server keeps accepting until open requests are answered and the
+kernel's accept queue is empty, answering 503 to new ones, and with a graceful timeout answers
+503 to whatever is still open just before it, so every client gets JSON and the process exits on
+time.
 """
 
 import asyncio
 import concurrent.futures
+import hmac
+import json
 import logging
+import os
 import platform
+import select
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -37,6 +52,10 @@ logger = logging.getLogger("polytask.serving")
 
 INSTALL_HINT = "pip install 'polytask[serve]'"
 INPUT_KEYS = ("texts", "text", "tokens")
+API_KEY_ENV = "POLYTASK_API_KEY"
+# Paths answered without the API key: load balancers' health checks carry none, and the schema
+# and docs page describe the API only (no run data, no versions).
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 
 
 def require_serving() -> None:
@@ -65,6 +84,8 @@ class Limits:
         max_chars: characters per input (a text, a pair text, or the words of a token list
             joined by spaces); more is answered 413.
         max_queue: inputs waiting in the queue; a request that would exceed it gets 503.
+        max_body_bytes: bytes of one request body; more is answered 413 while the body is
+            being read (at once when its Content-Length says so), before any parsing.
     """
 
     max_batch_size: int = 64
@@ -72,9 +93,10 @@ class Limits:
     max_texts: int = 256
     max_chars: int = 10_000
     max_queue: int = 4096
+    max_body_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_texts", "max_chars", "max_queue"):
+        for name in ("max_batch_size", "max_texts", "max_chars", "max_queue", "max_body_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(
@@ -159,7 +181,9 @@ class MetadataResponse(BaseModel):
     tasks: list[TaskInfo]
     encoder: dict[str, Any]
     device: str
-    versions: dict[str, str]
+    versions: dict[str, str] | None = Field(
+        None, description="Library versions; only given when the server has an API key (then "
+        "every /metadata call carries it).")
     limits: dict[str, Any]
     batching: str
 
@@ -174,7 +198,7 @@ class RequestError(Exception):
 
 
 # ---- micro-batching ----------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)  # hashed by identity: open jobs are kept in a set
 class _Job:
     examples: list[Example]
     names: list[str]
@@ -202,6 +226,9 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._carry: _Job | None = None
+        self._open: set[_Job] = set()  # submitted and not yet answered
+        self._deadline: asyncio.TimerHandle | None = None
+        self.expired = False  # the graceful timeout ran out: open requests were answered 503
 
     async def start(self) -> None:
         """Start the worker (inside the running event loop) after one warm-up call."""
@@ -214,15 +241,51 @@ class MicroBatcher:
             self._executor, self.predictor.predict_examples, [Example(text="warm up")], names)
         self._worker = asyncio.create_task(self._run(), name="polytask-batcher")
 
-    async def close(self) -> None:
-        """Refuse new requests, answer every queued one, then stop the worker and its thread."""
+    @property
+    def open_requests(self) -> int:
+        """Requests submitted and not yet answered."""
+        return len(self._open)
+
+    def begin_shutdown(self, timeout: float | None = None) -> None:
+        """Refuse new requests (503); with ``timeout`` seconds, answer 503 to every request still
+        open when it runs out, so each client gets an answer before the server exits.
+
+        Args:
+            timeout: seconds queued and running requests get; None waits for all of them.
+        """
         self.closing = True
+        if timeout is not None and self._deadline is None and not self.expired:
+            self._deadline = asyncio.get_running_loop().call_later(max(0.0, timeout), self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        for job in list(self._open):
+            if not job.future.done():
+                job.future.set_exception(RequestError(
+                    503, "the server is shutting down and could not answer this request within its "
+                    "graceful timeout (server option --graceful-timeout); retry on another instance"))
+
+    async def close(self) -> None:
+        """Refuse new requests, answer every queued one (or, past the graceful timeout, drop
+        them: they were answered 503), then stop the worker and its thread."""
+        self.closing = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self._queue is not None and self._worker is not None:
-            self._queue.put_nowait(None)  # after every queued job: FIFO drains them first
-            self._arrived.set()
-            await self._worker
+            if self.expired:
+                self._worker.cancel()
+                try:
+                    await self._worker
+                except asyncio.CancelledError:
+                    pass
+            else:
+                self._queue.put_nowait(None)  # after every queued job: FIFO drains them first
+                self._arrived.set()
+                await self._worker
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            # Past the timeout a model call still running is not waited for here (the
+            # interpreter joins its thread at exit: one batch at most).
+            self._executor.shutdown(wait=not self.expired, cancel_futures=True)
 
     async def submit(self, examples: list[Example], names: list[str], single: bool) -> list[dict[str, Any]]:
         """Queue one request and wait for its predictions (one dict per example, in order)."""
@@ -235,11 +298,13 @@ class MicroBatcher:
         job = _Job(examples, names, single, asyncio.get_running_loop().create_future())
         self.queued_texts += len(examples)
         self.stats.requests += 1
+        self._open.add(job)
         self._queue.put_nowait(job)
         self._arrived.set()
         try:
             return await job.future
         finally:
+            self._open.discard(job)
             self.stats.completed += 1
 
     async def _next_batch(self, first: _Job) -> tuple[list[_Job], bool]:
@@ -283,6 +348,13 @@ class MicroBatcher:
     async def _answer(self, batch: list[_Job]) -> None:
         size = sum(len(j.examples) for j in batch)
         self.queued_texts -= size
+        live = [j for j in batch if not j.future.done()]  # answered already (timeout, client gone)
+        if len(live) < len(batch):
+            if not live:
+                return
+            self.queued_texts += size
+            await self._answer(live)
+            return
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
@@ -366,6 +438,13 @@ def build_examples(req: PredictRequest, limits: Limits) -> list[Example]:
 
     examples = []
     for i, item in enumerate(items):
+        if key == "tokens":
+            for j, word in enumerate(item):
+                _check_unicode(word, f"{where(key, i)}[{j}]")
+        else:
+            _check_unicode(item, where(key, i))
+        if pairs is not None:
+            _check_unicode(pairs[i], where("text_pair" if key == "text" else "text_pairs", i))
         size = len(item) if key != "tokens" else sum(len(w) for w in item) + len(item) - 1
         if (not item.strip()) if key != "tokens" else not item:
             raise RequestError(422, f"{where(key, i)} is empty; every input needs some text")
@@ -383,6 +462,18 @@ def build_examples(req: PredictRequest, limits: Limits) -> list[Example]:
     return examples
 
 
+def _check_unicode(value: str, name: str) -> None:
+    """A 422 naming the input when it holds a lone surrogate (JSON lets ``"\\ud800"`` through;
+    no tokenizer can take it, and it cannot be written back as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(
+            422, f"{name} is not valid Unicode: character {exc.start} is a lone surrogate "
+            f"(U+{ord(value[exc.start]):04X}); send real characters (a \\ud83d-style escape must "
+            "be followed by its low half, as in \\ud83d\\ude00)") from None
+
+
 def _task_selection(predictor: Any, tasks: list[str] | str | None) -> tuple[list[str], bool]:
     if isinstance(tasks, list):
         if not tasks:
@@ -393,6 +484,19 @@ def _task_selection(predictor: Any, tasks: list[str] | str | None) -> tuple[list
     except PolytaskError as exc:
         raise RequestError(404, str(exc)) from None
     return names, isinstance(tasks, str) or (tasks is None and len(names) == 1)
+
+
+def _check_pairs_fit(predictor: Any, names: list[str], req: PredictRequest) -> None:
+    """A 422 when pairs are sent to a task trained on single texts (it would read them silently)."""
+    if req.text_pairs is None and req.text_pair is None:
+        return
+    key = "text_pair" if req.text_pair is not None else "text_pairs"
+    for name in names:
+        task = predictor.tasks[name]
+        if not task.token_level and getattr(task, "pairs", None) is False:
+            raise RequestError(
+                422, f"'{key}' was given, but task {name!r} was trained on single texts; leave "
+                f"'{key}' out (or name only pair tasks in 'tasks')")
 
 
 def _field_name(loc: Sequence[Any]) -> str:
@@ -442,7 +546,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _metadata(predictor: Any, limits: Limits) -> MetadataResponse:
+def _metadata(predictor: Any, limits: Limits, versions: bool) -> MetadataResponse:
     run = getattr(predictor, "run", None)
     cfg = getattr(run, "config", None)
     meta = getattr(run, "meta", None) or {}
@@ -463,27 +567,160 @@ def _metadata(predictor: Any, limits: Limits) -> MetadataResponse:
         tasks=tasks,
         encoder=encoder,
         device=str(getattr(predictor, "device", "cpu")),
-        versions=_versions(),
+        versions=_versions() if versions else None,
         limits=asdict(limits),
         batching="union of requested tasks per batch; sequence and token tasks in separate passes",
     )
 
 
-def create_app(predictor: Any, limits: Limits | None = None) -> Any:
-    """The FastAPI app serving ``predictor``.
+def json_body(content: Any) -> bytes:
+    """JSON bytes that never fail: a lone surrogate echoed from a request (an unknown task name,
+    a bad key) is written as its ``\\uXXXX`` escape, which is valid JSON, instead of raising."""
+    text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace")
+
+
+async def _send_json(send: Any, status: int, content: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    body = json_body(content)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Guard:
+    """The ASGI layer in front of the FastAPI app: the API key, the body-size limit (enforced
+    while the body is read, before any parsing) and a JSON answer on every path that could
+    otherwise end in a plain-text 500 (a crash, a request cancelled at shutdown).
+
+    Args:
+        app: the FastAPI app.
+        limits: ``max_body_bytes`` is read.
+        api_key: the key every request outside ``OPEN_PATHS`` must carry, or None.
+    """
+
+    def __init__(self, app: Any, limits: Limits, api_key: str | None):
+        self.app = app
+        self.limits = limits
+        self.key = api_key.encode("utf-8") if api_key else None
+        # What the app's own routes see (tests and users reach its state through the guard).
+        self.state = app.state
+        self.router = app.router
+
+    def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        given = b""
+        for name, value in headers:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                given = value[7:].strip()
+            elif name == b"x-api-key":
+                given = value.strip()
+        # Constant-time: a timing difference must not tell how much of a guessed key is right.
+        return hmac.compare_digest(given, self.key or b"")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            if self.key is not None and scope.get("path") not in OPEN_PATHS and not self._authorised(scope["headers"]):
+                await _send_json(send, 401, {"detail": "missing or wrong API key; send it as 'Authorization: "
+                                             "Bearer <key>' or 'X-API-Key: <key>'"},
+                                 [(b"www-authenticate", b"Bearer")])
+                return
+            replay = await self._read_body(scope, receive, send)
+            if replay is None:
+                return  # answered (413, 400)
+            await self.app(scope, replay, tracked)
+        except asyncio.CancelledError:
+            # uvicorn cancels requests still open when its graceful timeout runs out; answer
+            # them (JSON 503) instead of letting uvicorn send a plain-text 500.
+            if not started:
+                try:
+                    await _send_json(send, 503, {"detail": "the server is shutting down; retry on another instance"})
+                except Exception:  # noqa: BLE001 - the connection may be gone already
+                    pass
+        except Exception:  # noqa: BLE001 - every error path answers JSON
+            if not started:  # the app's handler answered (and logged) those that reached it
+                ref = uuid.uuid4().hex[:12]
+                logger.exception("request failed (error id %s)", ref)
+                await _send_json(send, 500, {"detail": f"internal error (error id {ref}); the server log has the details"})
+
+    async def _read_body(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        """The whole body, read up to the limit, as a ``receive`` for the app; None when the
+        request was answered instead."""
+        limit = self.limits.max_body_bytes
+        too_big = ("the request body is larger than the limit of {limit} bytes (server option "
+                   "--max-body-bytes); send fewer or shorter inputs per request")
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _send_json(send, 400, {"detail": "the Content-Length header is not a number"})
+                    return None
+                if declared > limit:  # refused before a byte of the body is read
+                    await _send_json(send, 413, {"detail": too_big.format(limit=limit) + f" (got {declared} bytes)"})
+                    return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:  # a chunked body (no Content-Length) is cut off here
+                await _send_json(send, 413, {"detail": too_big.format(limit=limit)})
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+
+def create_app(predictor: Any, limits: Limits | None = None, api_key: str | None = None) -> Any:
+    """The ASGI app serving ``predictor`` (FastAPI behind a small guard layer).
 
     Endpoints: ``POST /predict``, ``GET /health`` (with batching counters), ``GET /metadata``,
     and FastAPI's ``/openapi.json`` and ``/docs``. Every error answers ``{"detail": message}``.
+    The app's ``state.batcher`` is the micro-batcher; ``state.fastapi`` the FastAPI app.
 
     Args:
         predictor: a loaded ``Predictor`` (``polytask.load(run)``).
         limits: request and batching limits (defaults: ``Limits()``).
+        api_key: when given, every request except ``/health``, ``/docs`` and ``/openapi.json``
+            must carry it (``Authorization: Bearer <key>`` or ``X-API-Key``), else 401; and
+            ``/metadata`` then lists library versions, which it never shows without a key.
     """
     require_serving()
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
+    class SafeJSONResponse(JSONResponse):
+        def render(self, content: Any) -> bytes:
+            return json_body(content)
+
+    if api_key is not None and not api_key.strip():
+        raise ConfigError(f"the API key (--api-key or {API_KEY_ENV}) is empty; give a key or leave it unset")
     limits = limits or Limits()
     batcher = MicroBatcher(predictor, limits)
 
@@ -499,51 +736,163 @@ def create_app(predictor: Any, limits: Limits | None = None) -> Any:
     app = FastAPI(
         title=f"polytask: {cfg.name}" if cfg is not None else "polytask",
         description="Predictions of a trained polytask run. Inputs are batched across clients.",
-        version=_versions()["polytask"],
+        version="1",  # the API's version; library versions are not shown to anyone without the key
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.batcher = batcher
     app.state.limits = limits
-    errors = {code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 503)}
+    app.state.fastapi = app
+    errors = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 422, 503)}
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return SafeJSONResponse({"detail": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, message = _validation_error(exc.errors())
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
-        return JSONResponse({"detail": message, "errors": details}, status_code=status)
+        return SafeJSONResponse({"detail": message, "errors": details}, status_code=status)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("prediction failed")
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+        # The message names no exception: its text may hold paths, inputs or internals.
+        ref = uuid.uuid4().hex[:12]
+        logger.error("prediction failed (error id %s)", ref, exc_info=exc)
+        return SafeJSONResponse({"detail": f"internal error (error id {ref}); the server log has the details"},
+                                status_code=500)
 
     @app.post("/predict", response_model=PredictResponse, responses=errors)
     async def predict(body: PredictRequest) -> PredictResponse:
         """Predict every task of the run (or the named ones) for each input, in input order."""
         examples = build_examples(body, limits)
         names, single = _task_selection(predictor, body.tasks)
+        _check_pairs_fit(predictor, names, body)
         try:
             rows = await batcher.submit(examples, names, single)
         except PolytaskError as exc:  # e.g. an input the task's tokenisation refuses
             raise RequestError(422, str(exc)) from None
         return PredictResponse(predictions=rows)
 
-    @app.get("/health", response_model=HealthResponse)
-    async def health() -> HealthResponse:
-        """Liveness plus batching counters (``multi_request_batches`` > 0 means batching works)."""
-        status = "draining" if batcher.closing else "ok"
-        return HealthResponse(status=status, queued_texts=batcher.queued_texts, stats=batcher.stats)
+    @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def health() -> Any:
+        """Liveness plus batching counters (``multi_request_batches`` > 0 means batching works);
+        503 with status ``draining`` once shutdown has begun, so load balancers stop routing here."""
+        body = HealthResponse(status="draining" if batcher.closing else "ok", queued_texts=batcher.queued_texts,
+                              stats=batcher.stats)
+        if batcher.closing:
+            return SafeJSONResponse(body.model_dump(), status_code=503)
+        return body
 
-    @app.get("/metadata", response_model=MetadataResponse)
+    @app.get("/metadata", response_model=MetadataResponse, responses={401: {"model": ErrorResponse}})
     async def metadata() -> MetadataResponse:
-        """The run, its tasks and labels, the encoder, library versions and the server limits."""
-        return _metadata(predictor, limits)
+        """The run, its tasks and labels, the encoder and the server limits (and, on a server
+        with an API key, library versions)."""
+        return _metadata(predictor, limits, versions=api_key is not None)
 
-    return app
+    return _Guard(app, limits, api_key)
+
+
+def check_address(host: str, port: int) -> None:
+    """A ConfigError naming the option when ``port`` is out of range or ``host`` unknown."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port (--port) must be a whole number from 1 to 65535; got {port!r}")
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError(f"host (--host) must be an address such as 127.0.0.1 or 0.0.0.0; got {host!r}")
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"host (--host) {host!r} is not an address this machine can listen on ({reason}); "
+            "use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on ``host:port``, or a ConfigError saying why not (in use,
+    not allowed, no such address)."""
+    check_address(host, port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets that say
+    # they are TCP, and without it every response waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        hint = "pick another --port" if exc.errno in (98, 48) else (
+            "ports below 1024 need administrator rights; pick another --port" if exc.errno == 13 and port < 1024
+            else "check --host and --port")
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_server(app: Any, graceful_timeout: float | None = None, log_level: str = "info", **config: Any) -> Any:
+    """A ``uvicorn.Server`` for ``create_app``'s app whose shutdown keeps every request answered.
+
+    On SIGTERM or Ctrl-C it stops accepting connections and refuses new requests (503). With
+    ``graceful_timeout`` seconds, requests still open shortly before it runs out are answered
+    503 (JSON), so uvicorn never has to cancel one, and the server exits by the timeout (plus
+    at most the model call in progress, which cannot be interrupted). Without it, every open
+    and queued request is answered first.
+
+    Args:
+        app: from ``create_app``.
+        graceful_timeout: seconds, or None for no limit.
+        log_level: uvicorn's log level.
+        config: more ``uvicorn.Config`` arguments (``host``, ``port``...).
+    """
+    import uvicorn
+
+    if graceful_timeout is not None and (not isinstance(graceful_timeout, (int, float)) or graceful_timeout < 0):
+        raise ConfigError(f"graceful_timeout (--graceful-timeout) must be 0 or more seconds; got {graceful_timeout!r}")
+    batcher: MicroBatcher = app.state.batcher
+
+    class GracefulServer(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            started = time.monotonic()
+            # Our deadline comes a little before uvicorn's, so the 503s are written before it
+            # would cancel anything; uvicorn's own timeout stays as the backstop.
+            margin = 0.0 if graceful_timeout is None else min(0.5, graceful_timeout / 4)
+            batcher.begin_shutdown(None if graceful_timeout is None else graceful_timeout - margin)
+            # Keep listening while the open requests finish: a connection that arrives now, or
+            # waits in the kernel's accept queue, is answered (503 JSON, "shutting down") instead
+            # of being reset when the socket closes. /health says "draining" (503) meanwhile, so
+            # a load balancer stops sending new clients.
+            limit = None if graceful_timeout is None else started + graceful_timeout - margin
+            while (batcher.open_requests or self._pending_accepts()) and not self.force_exit and (
+                    limit is None or time.monotonic() < limit):
+                await asyncio.sleep(0.02)
+            for server in self.servers:  # stop accepting (uvicorn does it again, harmlessly)
+                server.close()
+            # uvicorn's shutdown closes every connection that has not started a request as idle.
+            # Under load the event loop lags behind its sockets: a connection accepted a moment
+            # ago may hold a request the client has sent and the server not yet read. Give such
+            # connections a moment to start it, so they are answered instead of dropped.
+            settle = 1.0 if graceful_timeout is None else max(0.0, min(1.0, started + graceful_timeout - margin - time.monotonic()))
+            deadline = time.monotonic() + settle
+            while time.monotonic() < deadline and any(
+                    getattr(c, "cycle", True) is None for c in list(self.server_state.connections)):
+                await asyncio.sleep(0.02)
+            if graceful_timeout is not None:  # what is left of it, not a second full timeout
+                self.config.timeout_graceful_shutdown = max(0.1, graceful_timeout - (time.monotonic() - started))
+            await super().shutdown(sockets)
+
+        def _pending_accepts(self) -> bool:
+            """Whether a listening socket has connections the kernel accepted and we have not:
+            closing it now would reset them, requests sent and all."""
+            socks = [sock for server in self.servers for sock in (server.sockets or ())]
+            try:
+                return bool(socks) and bool(select.select(socks, [], [], 0)[0])
+            except (OSError, ValueError):  # a socket already closed
+                return False
+
+    cfg = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=graceful_timeout, lifespan="on", **config)
+    return GracefulServer(cfg)
 
 
 def serve(
@@ -556,23 +905,28 @@ def serve(
     threads: int | None = None,
     graceful_timeout: float | None = None,
     log_level: str = "info",
+    api_key: str | None = None,
+    on_ready: Any = None,
 ) -> None:
-    """Load a run and serve it until SIGTERM or Ctrl-C (then finish queued requests and exit).
+    """Load a run and serve it until SIGTERM or Ctrl-C (then answer open requests and exit).
 
     Args:
         run_dir: a run directory or checkpoint folder.
         host: the address to listen on (``0.0.0.0`` for every interface).
-        port: the TCP port.
+        port: the TCP port (1-65535).
         checkpoint: ``best`` (falls back to ``last``) or ``last``.
         limits: request and batching limits.
         device: ``cpu``, ``cuda``...; the GPU when one is present otherwise.
         threads: torch intra-op CPU threads (default: torch's choice).
-        graceful_timeout: seconds to wait for open requests at shutdown (default: no limit).
+        graceful_timeout: seconds open requests get at shutdown; those it cannot finish are
+            answered 503 (default: no limit).
         log_level: uvicorn's log level.
+        api_key: require this key on every request but ``/health`` and the docs (default: the
+            ``POLYTASK_API_KEY`` environment variable; unset or empty there: no key).
+        on_ready: called with no argument once the address is bound and the run loaded.
     """
     require_serving()
     import torch
-    import uvicorn
 
     import polytask
 
@@ -580,9 +934,17 @@ def serve(
         if threads < 1:
             raise ConfigError(f"threads (--threads) must be at least 1; got {threads}")
         torch.set_num_threads(threads)
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
     limits = limits or Limits()
+    check_address(host, port)
     predictor = polytask.load(str(run_dir), checkpoint=checkpoint, device=device)
-    app = create_app(predictor, limits)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=graceful_timeout)
-    uvicorn.Server(config).run()
+    app = create_app(predictor, limits, api_key=api_key)
+    sock = bind_socket(host, port)  # ours, so a taken port is one clear line, not uvicorn's log
+    try:
+        server = uvicorn_server(app, graceful_timeout=graceful_timeout, log_level=log_level, host=host, port=port)
+        if on_ready is not None:
+            on_ready()
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

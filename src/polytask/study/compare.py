@@ -22,6 +22,7 @@ def run_compare(
     study_path: str | Path,
     output_dir: str | Path | None = None,
     on_event: Callable[[str, str], None] | None = None,
+    keep_going: bool = True,
 ) -> CompareResult:
     """Load and check a study, run its unfinished cells, write results and the report.
 
@@ -29,10 +30,11 @@ def run_compare(
         study_path: the study YAML.
         output_dir: the study folder (default: the file's ``output_dir`` or ``studies/<name>``).
         on_event: progress callback ``(kind, message)``.
+        keep_going: go on with the other cells when one fails (listed in ``run.failed``).
 
     The report is written also when some cells were interrupted (it lists them as unfinished).
     """
     plan = plan_study(load_study(study_path), output_dir)
-    run = run_study(plan, on_event)
+    run = run_study(plan, on_event, keep_going=keep_going)
     html, md = build_report(plan.study_dir)
     return CompareResult(run, html, md)

@@ -1,7 +1,8 @@
 """Plan, check and run a study's grid: (target, arm, budget, seed) cells, each one training run.
 
 Everything that can fail on bad input (unknown task or run, a budget the data cannot give, a bad
-override) fails in ``plan_study``, before any run starts. ``run_study`` then trains the sources
+override, an ``init_from`` source whose encoder type is not the cell's) fails in ``plan_study``,
+before any run starts: ``polytask compare --check`` runs exactly that. ``run_study`` then trains the sources
 the arms need, then every cell, skipping finished ones: a cell is finished when its run directory
 holds ``results.json`` from an uninterrupted run. A killed cell (``checkpoints/last`` without
 results) resumes exactly where it stopped; one killed before its first checkpoint starts afresh.
@@ -72,6 +73,7 @@ class StudyRun:
     trained: list[str] = field(default_factory=list)  # cell keys (and "source:<name>") trained now
     skipped: list[str] = field(default_factory=list)  # finished before
     interrupted: bool = False
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (cell key, error) with keep_going
 
 
 def default_study_dir(study: StudyConfig) -> Path:
@@ -257,7 +259,31 @@ def _cell_config(
     except ConfigError as exc:
         raise ConfigError(f"arm {arm.name!r} does not make a valid experiment: {exc}") from None
     _check_components(cfg, arm.name)
+    if arm.init_from:
+        _check_init_from(plan, cfg, arm.name, arm.init_from)
     return cfg
+
+
+def _check_init_from(plan: StudyPlan, cfg: ExperimentConfig, arm: str, init_from: str) -> None:
+    """The cell's encoder type must be its source's: training would otherwise stop at that cell,
+    possibly hours in. A study source is checked by its config (it is not trained yet), a
+    finished run by its checkpoint's config."""
+    from polytask.transfer.init_from_run import source_checkpoint
+
+    if init_from in plan.sources:
+        src_type = plan.configs[f"source:{init_from}"].encoder.type
+        if src_type != cfg.encoder.type:
+            raise ConfigError(
+                f"arm {arm!r}: init_from source {init_from!r} trains a {src_type!r} encoder, but this "
+                f"arm's experiment has encoder.type {cfg.encoder.type!r}; set encoder.type (and its "
+                "settings) in the arm's set to match the source, or start from another source",
+                field="arms.init_from",
+            )
+        return
+    try:
+        source_checkpoint(cfg.transfer.init_from, cfg.encoder.type)
+    except ConfigError as exc:
+        raise ConfigError(f"arm {arm!r}: {exc}", field="arms.init_from") from None
 
 
 def _check_components(cfg: ExperimentConfig, arm: str) -> None:
@@ -351,17 +377,22 @@ def plan_json(plan: StudyPlan) -> dict[str, Any]:
 def run_study(
     plan: StudyPlan,
     on_event: Callable[[str, str], None] | None = None,
+    keep_going: bool = True,
 ) -> StudyRun:
     """Train the sources the arms need, then every unfinished cell, in grid order.
 
     Args:
         plan: from ``plan_study``.
         on_event: called with (kind, message) as cells start and end (``skip``, ``start``,
-            ``done``), e.g. to print progress.
+            ``done``, ``fail``), e.g. to print progress.
+        keep_going: a cell that fails is reported (``fail``) and recorded in ``failed``, and
+            the study goes on with the others (cells of an arm whose source failed are failed
+            without training); False: the first failure stops the study with its error.
 
     Returns:
-        Which cells were trained now and which were already finished; ``interrupted`` when a
-        run was stopped with Ctrl-C (its state is saved; run the study again to continue).
+        Which cells were trained now, which were already finished and which failed;
+        ``interrupted`` when a run was stopped with Ctrl-C (its state is saved; run the study
+        again to continue).
     """
     from polytask.training import loop
 
@@ -371,18 +402,36 @@ def run_study(
     needed = {a.init_from for a in plan.study.arms if a.init_from in plan.sources}
     jobs: list[tuple[str, str]] = [(f"source:{n}", plan.sources[n]) for n in plan.sources if n in needed]
     jobs += [(c.key, c.run_dir) for c in plan.cells]
+    source_of = {c.key: plan.study.arm(c.arm).init_from for c in plan.cells}
+    failed_sources: set[str] = set()
     for i, (key, run_dir) in enumerate(jobs, 1):
         status = cell_status(run_dir)
         if status == "done":
             out.skipped.append(key)
             say("skip", f"[{i}/{len(jobs)}] {key}: finished before")
             continue
+        if source_of.get(key) in failed_sources:
+            message = f"its init_from source {source_of[key]!r} failed"
+            out.failed.append((key, message))
+            say("fail", f"[{i}/{len(jobs)}] {key}: not trained: {message}")
+            continue
         say("start", f"[{i}/{len(jobs)}] {key}" + (" (resuming)" if status == "resume" else ""))
         cfg = plan.configs[key]
         try:
             result = loop.train(cfg, output_dir=run_dir, resume=status == "resume", overwrite=status == "new")
         except (ConfigError, CheckpointError, DataError) as exc:
-            raise type(exc)(f"study cell {key}: {exc}") from exc
+            if not keep_going:
+                raise type(exc)(f"study cell {key}: {exc}") from exc
+            _record_failure(out, say, key, str(exc), failed_sources)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one broken cell must not lose the others' hours
+            if not keep_going:
+                raise
+            import logging
+
+            logging.getLogger("polytask.study").error("study cell %s failed", key, exc_info=exc)
+            _record_failure(out, say, key, f"{type(exc).__name__}: {exc}", failed_sources)
+            continue
         out.trained.append(key)
         if result.interrupted:
             out.interrupted = True
@@ -391,6 +440,14 @@ def run_study(
         _drop_resume_state(run_dir)
         say("done", f"{key}: {result.metric}={result.best_metric} ({result.seconds:.0f}s)")
     return out
+
+
+def _record_failure(out: StudyRun, say: Callable[[str, str], None], key: str, message: str,
+                    failed_sources: set[str]) -> None:
+    out.failed.append((key, message))
+    if key.startswith("source:"):
+        failed_sources.add(key.removeprefix("source:"))
+    say("fail", f"{key} failed: {message}")
 
 
 def _drop_resume_state(run_dir: str | Path) -> None:

@@ -5,8 +5,10 @@ Dimension letters: B batch, T tokens, H hidden size, C classes.
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,8 @@ from polytask.registry import Registry
 
 Features = dict[str, Any]
 Batch = dict[str, Any]
+logger = logging.getLogger("polytask.data")
+SHOWN_LABELS = 20  # labels named in an error; a slot-filling set has 170
 
 
 @dataclass
@@ -61,6 +65,9 @@ class Task(ABC):
         self.name = config.name
         self.max_length = config.max_length or max_length
         self.labels: list[str] | None = list(config.labels) if config.labels else None
+        # Whether training used text pairs (sequence tasks; set by fit_labels, saved in state):
+        # None when unknown (token tasks, checkpoints from before it was recorded).
+        self.pairs: bool | None = None
         self.check_options(config.options)
 
     # ---- labels and data checks -------------------------------------------------------------
@@ -237,8 +244,78 @@ def missing_label_error(example: Example, split: str) -> DataError:
     )
 
 
+def list_labels(labels: list[str] | None, limit: int = SHOWN_LABELS) -> str:
+    """``a, b, c`` for a few labels; the first ``limit`` and the count for many."""
+    labels = list(labels or [])
+    if len(labels) <= limit:
+        return ", ".join(labels)
+    return f"{', '.join(labels[:limit])}, ... ({len(labels)} labels; the first {limit} shown)"
+
+
+def has_pairs(train: list[Example]) -> bool:
+    """Whether any training example is a text pair (what ``Task.pairs`` records)."""
+    return any(ex.text_pair is not None for ex in train)
+
+
+def check_pairs(task: Task, examples: list[Example]) -> None:
+    """A DataError for the first example with a ``text_pair`` when ``task`` was trained on
+    single texts: the pair would be fed to a model that never saw one, silently."""
+    if task.pairs is not False:
+        return
+    for ex in examples:
+        if ex.text_pair is not None:
+            raise DataError(
+                f"{at(ex)}this example has a text_pair, but task {task.name!r} was trained on "
+                "single texts (its training data has no text_pair); leave the pair out, or train "
+                "the task on pairs"
+            )
+
+
+def pair_state(task: Task) -> dict[str, Any]:
+    """The ``pairs`` entry of a sequence task's saved state (empty when unknown)."""
+    return {} if task.pairs is None else {"pairs": task.pairs}
+
+
+DROPPABLE_SPLITS = frozenset({"dev", "test", "eval"})
+"""Splits whose examples ``data.unseen_labels: skip`` may leave out (never train)."""
+
+
+def drop_unseen(task: Task, examples: list[Example], split: str, unseen: Callable[[Example], str | None]) -> None:
+    """Under ``data.unseen_labels: skip``, remove (in place) the ``split`` examples whose label
+    training never saw and log how many, on which lines, with which labels.
+
+    Args:
+        task: the task (its ``config.data.unseen_labels`` is read).
+        examples: the split's examples; changed in place, so the caller trains and scores
+            only what is left.
+        split: the split's name; train is never touched.
+        unseen: the first label of an example that is not known, or None.
+    """
+    if split not in DROPPABLE_SPLITS or getattr(task.config.data, "unseen_labels", "error") != "skip":
+        return
+    dropped = [(ex, lab) for ex in examples if ex.label is not None and (lab := unseen(ex)) is not None]
+    if not dropped:
+        return
+    if len(dropped) == len(examples):
+        ex, lab = dropped[0]
+        raise DataError(
+            f"{at(ex)}every {split} example of task {task.name!r} has a label training never saw "
+            f"(the first: {lab!r}); data.unseen_labels: skip would leave none. Known labels: "
+            f"{list_labels(task.labels)}"
+        )
+    gone = {id(ex) for ex, _ in dropped}
+    examples[:] = [ex for ex in examples if id(ex) not in gone]
+    where = ", ".join(ex.where for ex, _ in dropped[:SHOWN_LABELS])
+    more = f" and {len(dropped) - SHOWN_LABELS} more" if len(dropped) > SHOWN_LABELS else ""
+    labels = list_labels(sorted({lab for _, lab in dropped}))
+    logger.warning(
+        "task %s: skipped %d %s example(s) whose label training never saw (data.unseen_labels: "
+        "skip): %s%s; labels: %s", task.name, len(dropped), split, where, more, labels,
+    )
+
+
 def unknown_label_error(
-    example: Example, label: str, split: str, task: Task, noun: str = "label"
+    example: Example, label: str, split: str, task: Task, noun: str = "label", where: str | None = None
 ) -> DataError:
     """DataError for a label outside the task's label set.
 
@@ -248,17 +325,20 @@ def unknown_label_error(
         split: the split it was found in.
         task: the task; whether its labels came from the config decides the advice.
         noun: what a label is called in this task ("label", "tag").
+        where: the ``file:line`` to name instead of the example's (a token's own line).
     """
-    known = ", ".join(task.labels or [])
+    known = list_labels(task.labels)
+    prefix = f"{where}: " if where else at(example)
+    skip = " (or set data.unseen_labels: skip to leave such examples out)" if split in DROPPABLE_SPLITS else ""
     if task.config.labels:
         # Labels given in the config: the config is the reference, not the training data.
         return DataError(
-            f"{at(example)}{noun} '{label}' in {split} is not in tasks.{task.name}.labels "
-            f"(known labels: {known}). Add it there or fix the data"
+            f"{prefix}{noun} '{label}' in {split} is not in tasks.{task.name}.labels "
+            f"(known labels: {known}). Add it there or fix the data{skip}"
         )
     return DataError(
-        f"{at(example)}{noun} '{label}' in {split} was never seen in training; known labels: "
-        f"{known}. Add it to tasks.{task.name}.labels or fix the data"
+        f"{prefix}{noun} '{label}' in {split} was never seen in training; known labels: "
+        f"{known}. Add it to tasks.{task.name}.labels or fix the data{skip}"
     )
 
 

@@ -25,9 +25,14 @@ from polytask.tasks.base import (
     Head,
     Task,
     at,
+    check_pairs,
     check_text,
     collate_inputs,
+    drop_unseen,
+    has_pairs,
+    list_labels,
     missing_label_error,
+    pair_state,
     sort_labels,
     tokenize,
     tokenize_batch,
@@ -63,6 +68,7 @@ class ClassificationTask(Task):
     # ---- labels and data checks -------------------------------------------------------------
     def fit_labels(self, train: list[Example]) -> None:
         """Config labels when given (``check`` then enforces them), else the training labels."""
+        self.pairs = has_pairs(train)
         if self.config.labels:
             self.labels = list(self.config.labels)
             return
@@ -80,6 +86,7 @@ class ClassificationTask(Task):
     def check(self, examples: list[Example], split: str) -> None:
         """Reject empty texts, unknown labels and (outside prediction) missing labels."""
         known = set(self.labels or [])
+        drop_unseen(self, examples, split, lambda ex: None if str(ex.label) in known else str(ex.label))
         for ex in examples:
             check_text(ex)
             if ex.label is None:
@@ -88,6 +95,7 @@ class ClassificationTask(Task):
                 continue
             if str(ex.label) not in known:
                 raise unknown_label_error(ex, str(ex.label), split, self)
+        check_pairs(self, examples)  # after the per-example checks: an empty pair is named first
 
     # ---- features ---------------------------------------------------------------------------
     def encode(self, example: Example, tokenizer: Any) -> Features:
@@ -101,7 +109,7 @@ class ClassificationTask(Task):
             return (self.labels or []).index(str(example.label))
         except ValueError:
             raise DataError(
-                f"{at(example)}label '{example.label}' is not one of: {', '.join(self.labels or [])}"
+                f"{at(example)}label '{example.label}' is not one of: {list_labels(self.labels)}"
             ) from None
 
     def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
@@ -146,9 +154,10 @@ class ClassificationTask(Task):
 
     # ---- persistence ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"labels": self.labels, "options": asdict(self.options)}
+        return {"labels": self.labels, "options": asdict(self.options), **pair_state(self)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.labels = state.get("labels")
+        self.pairs = state.get("pairs")
         if "options" in state:
             self.check_options(state["options"])

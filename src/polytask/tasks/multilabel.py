@@ -24,9 +24,14 @@ from polytask.tasks.base import (
     Head,
     Task,
     at,
+    check_pairs,
     check_text,
     collate_inputs,
+    drop_unseen,
+    has_pairs,
+    list_labels,
     missing_label_error,
+    pair_state,
     sort_labels,
     tokenize,
     tokenize_batch,
@@ -92,6 +97,7 @@ class MultilabelTask(Task):
     # ---- labels and data checks -------------------------------------------------------------
     def fit_labels(self, train: list[Example]) -> None:
         """Config labels when given, else every label used in training, in natural order."""
+        self.pairs = has_pairs(train)
         if self.config.labels:
             self.labels = list(self.config.labels)
             return
@@ -107,6 +113,8 @@ class MultilabelTask(Task):
         An empty label (``""`` or ``[]``) is a valid "none of the labels"; only None is missing.
         """
         known = set(self.labels or [])
+        drop_unseen(self, examples, split,
+                    lambda ex: next((n for n in self.parse_label(ex.label) if n not in known), None))
         for ex in examples:
             check_text(ex)
             if ex.label is None:
@@ -116,6 +124,7 @@ class MultilabelTask(Task):
             for name in self.parse_label(ex.label):
                 if name not in known:
                     raise unknown_label_error(ex, name, split, self)
+        check_pairs(self, examples)  # after the per-example checks: an empty pair is named first
 
     # ---- features ---------------------------------------------------------------------------
     def encode(self, example: Example, tokenizer: Any) -> Features:
@@ -129,7 +138,7 @@ class MultilabelTask(Task):
         names = self.parse_label(example.label)
         for name in names:
             if name not in labels:
-                raise DataError(f"{at(example)}label '{name}' is not one of: {', '.join(labels)}")
+                raise DataError(f"{at(example)}label '{name}' is not one of: {list_labels(labels)}")
         return [1.0 if lab in names else 0.0 for lab in labels]
 
     def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
@@ -181,9 +190,10 @@ class MultilabelTask(Task):
 
     # ---- persistence ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"labels": self.labels, "options": asdict(self.options)}
+        return {"labels": self.labels, "options": asdict(self.options), **pair_state(self)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.labels = state.get("labels")
+        self.pairs = state.get("pairs")
         if "options" in state:
             self.check_options(state["options"])

@@ -27,9 +27,12 @@ from polytask.tasks.base import (
     Head,
     Task,
     at,
+    check_pairs,
     check_text,
     collate_inputs,
+    has_pairs,
     missing_label_error,
+    pair_state,
     tokenize,
     tokenize_batch,
 )
@@ -87,8 +90,9 @@ class RegressionTask(Task):
 
     # ---- labels and data checks -------------------------------------------------------------
     def fit_labels(self, train: list[Example]) -> None:
-        """Nothing to fit: ``labels`` stays None."""
+        """Nothing to fit: ``labels`` stays None (whether training uses pairs is recorded)."""
         self.labels = None
+        self.pairs = has_pairs(train)
 
     def check(self, examples: list[Example], split: str) -> None:
         """Reject empty texts, non-numeric targets and (outside prediction) missing targets."""
@@ -99,6 +103,7 @@ class RegressionTask(Task):
                     raise missing_label_error(ex, split)
                 continue
             parse_target(ex)
+        check_pairs(self, examples)  # after the per-example checks: an empty pair is named first
 
     # ---- features ---------------------------------------------------------------------------
     def encode(self, example: Example, tokenizer: Any) -> Features:
@@ -147,9 +152,10 @@ class RegressionTask(Task):
 
     # ---- persistence ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"labels": None, "options": asdict(self.options)}
+        return {"labels": None, "options": asdict(self.options), **pair_state(self)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.labels = None
+        self.pairs = state.get("pairs")
         if "options" in state:
             self.check_options(state["options"])

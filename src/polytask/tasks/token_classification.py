@@ -36,6 +36,7 @@ from polytask.tasks.base import (
     at,
     check_text,
     collate_inputs,
+    drop_unseen,
     missing_label_error,
     pad_sequences,
     sort_labels,
@@ -200,6 +201,8 @@ class TokenClassificationTask(Task):
         """Reject empty or paired inputs, tag-count mismatches, unknown tags and (outside
         prediction) missing tags."""
         known = set(self.labels or [])
+        drop_unseen(self, examples, split,
+                    lambda ex: next((t for t in tags_of(ex) if t not in known), None))
         for ex in examples:
             check_text(ex)
             if ex.text_pair is not None:
@@ -214,9 +217,9 @@ class TokenClassificationTask(Task):
             words, tags = words_of(ex), tags_of(ex)
             if len(words) != len(tags):
                 raise DataError(f"{at(ex)}{len(words)} tokens but {len(tags)} tags")
-            for tag in tags:
+            for i, tag in enumerate(tags):
                 if tag not in known:
-                    raise unknown_label_error(ex, tag, split, self, noun="tag")
+                    raise unknown_label_error(ex, tag, split, self, noun="tag", where=token_where(ex, i))
 
     # ---- features ---------------------------------------------------------------------------
     def encode(self, example: Example, tokenizer: Any) -> Features:
@@ -360,3 +363,13 @@ class TokenClassificationTask(Task):
         self.labels = state.get("labels")
         if "options" in state:
             self.check_options(state["options"])
+
+
+def token_where(example: Example, i: int) -> str | None:
+    """``file:line`` of the example's ``i``-th token when the reader recorded token lines (CoNLL
+    files do), else None (the example's own ``where`` is named)."""
+    lines = example.meta.get("token_lines") if example.meta else None
+    if not lines or i >= len(lines) or not example.where:
+        return None
+    path = example.where.rsplit(":", 1)[0]
+    return f"{path}:{lines[i]}"

@@ -54,8 +54,27 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     write_with(path, lambda tmp: save_file(_tensors_for_saving(tensors), str(tmp)))
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+def load_tensors(path: Path, what: str = "tensors", fix: str | None = None) -> dict[str, torch.Tensor]:
+    """Read one safetensors file; a missing, truncated or corrupt file is one CheckpointError
+    naming it and the fix, never a library traceback.
+
+    Args:
+        path: the file.
+        what: what the file holds, for the message ("the weights", "the optimizer state").
+        fix: what to do about it (default: restore the file or train again).
+    """
+    path = Path(path)
+    fix = fix or "restore the file from a copy, or train the run again"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing ({what}); {fix}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own, OSError or ValueError
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        size = path.stat().st_size
+        raise CheckpointError(
+            f"{path}: cannot read {what}: the file is truncated or corrupt ({size} bytes; {reason}); {fix}"
+        ) from None
 
 
 def resolve_dir(final: Path) -> Path | None:
@@ -107,8 +126,15 @@ def load_meta(directory: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{directory}: not a polytask checkpoint (no {META_FILE})") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: corrupt metadata ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path}: corrupt metadata ({exc}); the file is truncated or damaged: restore it from a "
+            "copy, or train the run again"
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the metadata ({exc.strerror or exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt metadata (not a JSON object); restore it or train the run again")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {meta.get('format_version')} is not supported "
@@ -125,7 +151,10 @@ def load_model_state(directory: Path) -> dict[str, torch.Tensor]:
         pickles = [p.name for p in directory.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
         hint = f" (found {', '.join(pickles)}: pickle files are never loaded)" if pickles else ""
         raise CheckpointError(f"{directory}: no {MODEL_FILE}{hint}")
-    return load_file(str(path))
+    other = "last" if directory.name == "best" else "best" if directory.name == "last" else None
+    fix = "restore it from a copy, or train the run again" + (
+        f" (the run's '{other}' checkpoint may still be whole: --checkpoint {other})" if other else "")
+    return load_tensors(path, "the weights", fix)
 
 
 def load_training_state(directory: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -134,10 +163,25 @@ def load_training_state(directory: Path, optimizer: torch.optim.Optimizer) -> di
     state_path = directory / STATE_FILE
     if not state_path.is_file():
         raise CheckpointError(f"{directory}: no {STATE_FILE}; this checkpoint cannot be resumed")
-    state = json.loads(state_path.read_text(encoding="utf-8"))
-    tensors = load_file(str(directory / OPTIM_FILE))
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, state.pop("param_groups")))
-    _set_rng_state(load_file(str(directory / "rng.safetensors")), state.pop("rng"))
+    fix = ("this checkpoint cannot be resumed: restore the file, or start the run again with "
+           "--overwrite (the weights alone can still be loaded, evaluated or used as init_from)")
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        groups, rng = state.pop("param_groups"), state.pop("rng")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{state_path}: corrupt trainer state ({type(exc).__name__}: {exc}); {fix}") from None
+    tensors = load_tensors(directory / OPTIM_FILE, "the optimizer state", fix)
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, groups))
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{directory / OPTIM_FILE}: the optimizer state does not fit this model's optimizer ({exc}); {fix}"
+        ) from None
+    rng_tensors = load_tensors(directory / "rng.safetensors", "the random-number state", fix)
+    try:
+        _set_rng_state(rng_tensors, rng)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{directory / 'rng.safetensors'}: corrupt random-number state ({exc}); {fix}") from None
     return state
 
 

@@ -8,6 +8,9 @@ message reads ``path:line: what is wrong; how to fix it``.
 from __future__ import annotations
 
 import io
+import logging
+import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from polytask.data.example import Example
 from polytask.errors import DataError
 
 UTF8_BOM = b"\xef\xbb\xbf"
+SHOWN_LINES = 20  # line numbers listed in a bad-rows report
+logger = logging.getLogger("polytask.data")
 
 
 def read_text(path: str | Path, encoding: str) -> str:
@@ -98,6 +103,111 @@ def map_label(raw: Any, config: DataConfig, path: str | Path, line: int | None) 
     return config.label_map[key]
 
 
+def check_label_text(label: Any, path: str | Path, line: int | None, noun: str = "label") -> None:
+    """A DataError when a label (or any element of a list label) holds a control character:
+    ``'1\\x00'`` would otherwise become a class of its own.
+
+    Args:
+        label: the label as read.
+        path: the file, for the message.
+        line: the 1-based line, for the message.
+        noun: what a label is called here ("label", "tag").
+    """
+    for value in label if isinstance(label, list) else [label]:
+        if not isinstance(value, str):
+            continue
+        for i, ch in enumerate(value):
+            if unicodedata.category(ch) == "Cc":
+                raise DataError(
+                    f"{noun} {value!r} holds a control character (U+{ord(ch):04X} at position {i}); "
+                    "labels are plain text: fix the file (NUL bytes often mean a binary or UTF-16 "
+                    "file: check data.encoding)",
+                    str(path),
+                    line,
+                )
+
+
+class BadRows:
+    """Rows a reader cannot use, handled as ``data.on_bad_rows`` says.
+
+    ``error`` raises the first; ``skip`` and ``warn`` leave them out and ``report`` logs how
+    many and on which lines (``warn`` also logs each row's own message as it is found). When
+    every row is bad the first error is raised anyway: the settings are wrong, not the rows.
+
+    Args:
+        config: the data config (``on_bad_rows``).
+        path: the file.
+    """
+
+    def __init__(self, config: DataConfig, path: str | Path):
+        self.mode = getattr(config, "on_bad_rows", "error")
+        self.path = str(path)
+        self.lines: list[int] = []
+        self.first: DataError | None = None
+
+    def add(self, exc: DataError) -> None:
+        """Record (or, under ``error``, raise) one bad row's error."""
+        if self.mode == "error":
+            raise exc
+        self.first = self.first or exc
+        if exc.line is not None:
+            self.lines.append(exc.line)
+        if self.mode == "warn":
+            logger.warning("%s (row skipped: data.on_bad_rows is warn)", exc)
+
+    def report(self, kept: int) -> None:
+        """Log the summary; raise the first error when nothing was ``kept``."""
+        if self.first is None:
+            return
+        if kept == 0:
+            raise self.first
+        shown = ", ".join(map(str, self.lines[:SHOWN_LINES]))
+        more = f" and {len(self.lines) - SHOWN_LINES} more" if len(self.lines) > SHOWN_LINES else ""
+        logger.warning(
+            "%s: skipped %d bad row(s) (data.on_bad_rows: %s) on line(s) %s%s; the first: %s",
+            self.path, len(self.lines), self.mode, shown, more, self.first,
+        )
+
+
+_TAG = re.compile(r"(O|[BIESLU]-\S+)")
+
+
+def sniff_format(text: str) -> str | None:
+    """The format a file's text looks like (``conll``, ``jsonl``, ``tsv``, ``csv``), or None;
+    used only to add a hint to an error, never to pick the reader.
+
+    Args:
+        text: the file's text (the first 200 non-blank lines are looked at).
+    """
+    sample = [ln for _, ln in lines(text[:200_000]) if ln.strip()][:200]
+    if not sample:
+        return None
+    if sum(ln.lstrip().startswith("{") for ln in sample) >= 0.9 * len(sample):
+        return "jsonl"
+    last = [ln.split()[-1] for ln in sample]
+    short = sum(1 <= len(ln.split()) <= 6 for ln in sample)
+    tags = sum(bool(_TAG.fullmatch(t)) for t in last)
+    blank_between = any(not ln.strip() for _, ln in lines(text[:200_000]))
+    if tags >= 0.7 * len(sample) and short >= 0.9 * len(sample) and blank_between:
+        return "conll"
+    if sum("\t" in ln for ln in sample) >= 0.9 * len(sample):
+        return "tsv"
+    if sum("," in ln for ln in sample) >= 0.9 * len(sample):
+        return "csv"
+    return None
+
+
+def format_hint(text: str, configured: str) -> str:
+    """``; this file looks like <fmt>: set data.format: <fmt>`` when it looks like another format."""
+    guess = sniff_format(text)
+    if guess is None or guess == configured:
+        return ""
+    what = {"conll": "CoNLL (a token and its tag per line, a blank line between sentences)",
+            "jsonl": "JSON Lines (one object per line)", "tsv": "tab-separated columns",
+            "csv": "comma-separated columns"}[guess]
+    return f"; this file looks like {what}: set data.format: {guess}"
+
+
 def as_label(value: Any) -> Any:
     """Numbers (JSON, HF datasets) become the strings a text file would hold: readers keep
     labels as strings, and the task converts them (to floats for regression)."""
@@ -144,10 +254,12 @@ def make_example(
         raise DataError(
             f"empty text in column {pair_col!r}; remove the row or fill it in", str(path), line
         )
+    label = as_label(label)
+    check_label_text(label, path, line)
     return Example(
         text=text,
         text_pair=pair,
-        label=map_label(as_label(label), config, path, line),
+        label=map_label(label, config, path, line),
         where=location(path, line),
         meta=meta or {},
     )

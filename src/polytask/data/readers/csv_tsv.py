@@ -33,7 +33,7 @@ from pathlib import Path
 from polytask.config.schema import Column
 from polytask.data.example import Example
 from polytask.data.readers.base import READERS, Reader
-from polytask.data.readers.common import make_example, pick, read_text
+from polytask.data.readers.common import BadRows, make_example, pick, read_text
 from polytask.errors import DataError
 
 # Some corpora hold whole documents in one cell; the csv module's default cap is 128 KiB.
@@ -72,13 +72,18 @@ class CsvReader(Reader):
         pair_col = cols.text_pair if cols.text_pair is not None else _default(header, DEFAULT_PAIR, path)
         label_col = cols.label if cols.label is not None else _default(header, DEFAULT_LABEL, path)
         out = []
+        bad = BadRows(cfg, path)
         for n, row in rows:
-            text = pick(row, text_col, path, n, header)
-            pair = pick(row, pair_col, path, n, header) if pair_col is not None else None
-            label = pick(row, label_col, path, n, header) if label_col is not None else None
-            if label is not None and not label.strip():
-                raise DataError(f"empty label in column {label_col!r}", str(path), n)
-            out.append(make_example(text, pair, label, cfg, path, n, text_col, pair_col))
+            try:
+                text = pick(row, text_col, path, n, header)
+                pair = pick(row, pair_col, path, n, header) if pair_col is not None else None
+                label = pick(row, label_col, path, n, header) if label_col is not None else None
+                if label is not None and not label.strip():
+                    raise DataError(f"empty label in column {label_col!r}", str(path), n)
+                out.append(make_example(text, pair, label, cfg, path, n, text_col, pair_col))
+            except DataError as exc:
+                bad.add(exc)
+        bad.report(len(out))
         return out
 
     def _rows(self, path: str | Path, text: str) -> list[tuple[int, list[str]]]:

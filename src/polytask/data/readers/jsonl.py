@@ -7,7 +7,15 @@ from pathlib import Path
 
 from polytask.data.example import Example
 from polytask.data.readers.base import READERS, Reader
-from polytask.data.readers.common import as_label, lines, make_example, pick, read_text
+from polytask.data.readers.common import (
+    BadRows,
+    as_label,
+    format_hint,
+    lines,
+    make_example,
+    pick,
+    read_text,
+)
 from polytask.errors import DataError
 
 
@@ -34,40 +42,56 @@ class JsonlReader(Reader):
                     path=str(path),
                 )
         out = []
-        for n, line in lines(read_text(path, cfg.encoding)):
+        bad = BadRows(cfg, path)
+        content = read_text(path, cfg.encoding)
+        first = True
+        for n, line in lines(content):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                hint = ""
-                if n == 1 and line.strip() in ("[", "{"):
-                    hint = "; this looks like one pretty-printed JSON document, but jsonl needs one object per line"
-                raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}){hint}", str(path), n) from None
-            if not isinstance(obj, dict):
-                hint = " (the file holds a JSON array: write one object per line)" if isinstance(obj, list) else ""
-                raise DataError(f"each line must be a JSON object{hint}", str(path), n)
-            text_key = cols.text if cols.text is not None else (
-                "tokens" if self.token_level and "tokens" in obj and "text" not in obj else "text")
-            label_key = cols.label if cols.label is not None else (
-                "tags" if self.token_level and "tags" in obj and "label" not in obj else "label")
-            pair_key = cols.text_pair if cols.text_pair is not None else "text_pair"
-            text = pick(obj, text_key, path, n)
-            pair = obj.get(pair_key) if cols.text_pair is None else pick(obj, pair_key, path, n)
-            label = obj.get(label_key) if cols.label is None else pick(obj, label_key, path, n)
-            if label == "" or (label is None and cols.label is not None):
-                raise DataError(f"empty label in key {label_key!r}", str(path), n)
-            if not isinstance(text, (str, list)):
-                raise DataError(
-                    f"the text in key {text_key!r} is a {type(text).__name__}, not a string "
-                    "(or a word list for token-level tasks)",
-                    str(path), n,
-                )
-            if self.token_level and isinstance(text, list) and isinstance(label, list) and len(text) != len(label):
-                raise DataError(
-                    f"{len(text)} tokens in {text_key!r} but {len(label)} tags in {label_key!r}",
-                    str(path), n,
-                )
-            meta = {k: v for k, v in obj.items() if k not in (text_key, pair_key, label_key)}
-            out.append(make_example(text, pair, as_label(label), cfg, path, n, text_key, pair_key, meta))
+                out.append(self._record(line, n, path, content, first))
+            except DataError as exc:
+                bad.add(exc)
+            first = False
+        bad.report(len(out))
         return out
+
+    def _record(self, line: str, n: int, path: str | Path, content: str, first: bool) -> Example:
+        """One record; a DataError here is one bad row (``data.on_bad_rows``)."""
+        cfg = self.config
+        cols = cfg.columns
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            hint = ""
+            if n == 1 and line.strip() in ("[", "{"):
+                hint = "; this looks like one pretty-printed JSON document, but jsonl needs one object per line"
+            elif first:
+                hint = format_hint(content, "jsonl")
+            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}){hint}", str(path), n) from None
+        if not isinstance(obj, dict):
+            hint = " (the file holds a JSON array: write one object per line)" if isinstance(obj, list) else ""
+            raise DataError(f"each line must be a JSON object{hint}", str(path), n)
+        text_key = cols.text if cols.text is not None else (
+            "tokens" if self.token_level and "tokens" in obj and "text" not in obj else "text")
+        label_key = cols.label if cols.label is not None else (
+            "tags" if self.token_level and "tags" in obj and "label" not in obj else "label")
+        pair_key = cols.text_pair if cols.text_pair is not None else "text_pair"
+        text = pick(obj, text_key, path, n)
+        pair = obj.get(pair_key) if cols.text_pair is None else pick(obj, pair_key, path, n)
+        label = obj.get(label_key) if cols.label is None else pick(obj, label_key, path, n)
+        if label == "" or (label is None and cols.label is not None):
+            raise DataError(f"empty label in key {label_key!r}", str(path), n)
+        if not isinstance(text, (str, list)):
+            raise DataError(
+                f"the text in key {text_key!r} is a {type(text).__name__}, not a string "
+                "(or a word list for token-level tasks)",
+                str(path), n,
+            )
+        if self.token_level and isinstance(text, list) and isinstance(label, list) and len(text) != len(label):
+            raise DataError(
+                f"{len(text)} tokens in {text_key!r} but {len(label)} tags in {label_key!r}",
+                str(path), n,
+            )
+        meta = {k: v for k, v in obj.items() if k not in (text_key, pair_key, label_key)}
+        return make_example(text, pair, as_label(label), cfg, path, n, text_key, pair_key, meta)

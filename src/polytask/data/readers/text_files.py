@@ -6,7 +6,7 @@ from pathlib import Path
 
 from polytask.data.example import Example
 from polytask.data.readers.base import READERS, Reader
-from polytask.data.readers.common import lines, make_example, read_text
+from polytask.data.readers.common import BadRows, format_hint, lines, make_example, read_text
 from polytask.errors import DataError
 
 
@@ -18,19 +18,34 @@ class LabelTextReader(Reader):
     """
 
     def read(self, path: str | Path) -> list[Example]:
+        content = read_text(path, self.config.encoding)
+        if self.token_level:
+            raise DataError(
+                "format label_text holds one label per line, for sequence-level tasks, and this "
+                "task tags tokens" + (format_hint(content, "label_text") or "; use format: conll"),
+                path=str(path),
+            )
         out = []
-        for n, line in lines(read_text(path, self.config.encoding)):
+        bad = BadRows(self.config, path)
+        hint: str | None = None
+        for n, line in lines(content):
             if not line.strip():
                 continue
             parts = line.strip().split(None, 1)
-            if len(parts) < 2:
-                raise DataError(
-                    f"expected 'label text', found only {parts[0]!r} (format label_text: the label, "
-                    "a space or tab, then the text)",
-                    str(path),
-                    n,
-                )
-            out.append(make_example(parts[1], None, parts[0], self.config, path, n, "text"))
+            try:
+                if len(parts) < 2:
+                    if hint is None:
+                        hint = format_hint(content, "label_text")
+                    raise DataError(
+                        f"expected 'label text', found only {parts[0]!r} (format label_text: the label, "
+                        f"a space or tab, then the text){hint}",
+                        str(path),
+                        n,
+                    )
+                out.append(make_example(parts[1], None, parts[0], self.config, path, n, "text"))
+            except DataError as exc:
+                bad.add(exc)
+        bad.report(len(out))
         return out
 
 
