@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# No test reaches the Hugging Face Hub: the libraries read these at import, and polytask's own
+# offline checks answer at once instead of probing the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

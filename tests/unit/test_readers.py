@@ -370,6 +370,7 @@ def test_hf_hub_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         return hub[split]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr("polytask.hub.offline_reason", lambda timeout=3.0: None)  # "online"
     s = load_splits(DataConfig(hf_name="org/set", hf_config="en"), False)
     assert sorted(s) == ["dev", "test", "train"] and len(s["train"]) == 8 and len(s["dev"]) == 2
     assert s["test"][0].label == "0" and s["test"][0].where == "org/set[test]:1"
@@ -384,6 +385,26 @@ def test_hf_hub_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     with raises("cannot load Hugging Face dataset 'org/set' split 'train': Couldn't reach the Hugging Face Hub. "
                 "Hub datasets need a network or a local cache"):
         load_splits(DataConfig(hf_name="org/set"), False)
+
+
+def test_hf_hub_dataset_offline_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path)
+    called = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: called.append(a))
+    start = time.perf_counter()
+    with raises("cannot load Hugging Face dataset 'org/never-cached': it is not in the local cache, and the Hub "
+                "cannot be reached: HF_HUB_OFFLINE=1 is set (offline mode)"):
+        load_splits(DataConfig(hf_name="org/never-cached"), False)
+    assert time.perf_counter() - start < 1.0 and not called
+    (tmp_path / "org___cached").mkdir()  # a cached copy: the normal (offline) load runs
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_dict(
+        {"text": ["a", "b", "c", "d"], "label": [0, 1, 0, 1]}))
+    assert len(load_splits(DataConfig(hf_name="org/cached"), False)["train"]) >= 3
 
 
 # ---- formats ----------------------------------------------------------------------------------

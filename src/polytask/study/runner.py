@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from polytask import runs
 from polytask.config.loader import apply_overrides, load_config, parse_config, read_yaml_mapping
 from polytask.config.schema import ExperimentConfig
 from polytask.errors import CheckpointError, ConfigError, DataError
@@ -92,14 +93,14 @@ def set_to_overrides(values: dict[str, Any]) -> list[str]:
 def cell_status(run_dir: str | Path) -> str:
     """``done`` (results of an uninterrupted run), ``resume`` (a last checkpoint) or ``new``."""
     run_dir = Path(run_dir)
-    results = run_dir / "results.json"
+    results = run_dir / runs.RESULTS_FILE
     if results.is_file():
         try:
             if not json.loads(results.read_text(encoding="utf-8")).get("interrupted", False):
                 return "done"
         except json.JSONDecodeError:
             pass
-    if ckpt.resolve_dir(run_dir / "checkpoints" / "last") is not None:
+    if runs.existing_checkpoint(run_dir, "last") is not None:
         return "resume"
     return "new"
 
@@ -116,7 +117,6 @@ def plan_study(study: StudyConfig, output_dir: str | Path | None = None) -> Stud
             whose overrides do not make a valid experiment; a finished cell whose saved config no
             longer matches the study.
     """
-    from polytask.tasks import ClassificationTask
     from polytask.training.setup import prepare_tasks
 
     study_dir = Path(output_dir) if output_dir else default_study_dir(study)
@@ -183,7 +183,7 @@ def plan_study(study: StudyConfig, output_dir: str | Path | None = None) -> Stud
         tcfg = base_cfg.model_copy(update={"tasks": [base_cfg.task(target)]})
         td = prepare_tasks(tcfg)[target]
         task = td.task
-        stratify = isinstance(task, ClassificationTask)
+        stratify = task.stratify  # the task says whether its budgets are sampled per class
         train_examples = td.splits["train"]
         check_budgets(study.budgets, study.budget_unit, train_examples, stratify, target)
         plan.token_level[target] = task.token_level
@@ -320,7 +320,7 @@ def _check_finished_cells(plan: StudyPlan) -> None:
     for cell in plan.cells:
         if cell_status(cell.run_dir) != "done":
             continue
-        saved_path = Path(cell.run_dir) / "config.yaml"
+        saved_path = Path(cell.run_dir) / runs.CONFIG_FILE
         if not saved_path.is_file():
             continue
         saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
@@ -453,7 +453,7 @@ def _record_failure(out: StudyRun, say: Callable[[str, str], None], key: str, me
 def _drop_resume_state(run_dir: str | Path) -> None:
     """A finished cell is never resumed: its optimizer state (twice the model's size) goes.
     The weights stay, so the run can still be loaded, evaluated or used as ``init_from``."""
-    last = ckpt.resolve_dir(Path(run_dir) / "checkpoints" / "last")
+    last = runs.existing_checkpoint(run_dir, "last")
     if last is not None:
         (last / ckpt.OPTIM_FILE).unlink(missing_ok=True)
 

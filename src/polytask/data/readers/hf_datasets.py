@@ -63,6 +63,7 @@ class HfDatasetReader(Reader):
         from datasets import load_dataset
 
         cfg = self.config
+        _fail_fast_offline(cfg.hf_name)
         try:
             ds = load_dataset(cfg.hf_name, cfg.hf_config, split=split)
         except Exception as exc:  # noqa: BLE001 - the library raises many kinds here
@@ -126,3 +127,25 @@ def _class_names(feature: Any) -> list[str] | None:
         if names:
             return list(names)
     return None
+
+
+def _fail_fast_offline(name: str) -> None:
+    """Without a network and without a cached copy, say so at once (the download would retry for
+    about 23 s before the same conclusion)."""
+    from polytask.hub import offline_reason
+
+    reason = offline_reason(timeout=2.0)
+    if reason is None:
+        return
+    import datasets
+    from huggingface_hub import constants
+
+    cached = [Path(datasets.config.HF_DATASETS_CACHE) / name.replace("/", "___"),
+              Path(constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"]
+    if any(p.is_dir() for p in cached):
+        return
+    raise DataError(
+        f"cannot load Hugging Face dataset {name!r}: it is not in the local cache, and the Hub cannot be "
+        f"reached: {reason}. Save the dataset with save_to_disk where there is a network and point "
+        "data.train at the folder"
+    )
