@@ -80,6 +80,8 @@ def train(
         f"{state}: best {result.metric}={format_metric(result.best_metric)} at step {result.best_step}; "
         f"{result.examples_per_second:.1f} examples/s; run in {result.run_dir}"
     )
+    if result.interrupted:  # as a shell expects of Ctrl-C: `train && evaluate` must not go on
+        raise typer.Exit(code=130)
 
 
 @app.command()

@@ -237,7 +237,7 @@ def load_run(
         tasks[tcfg.name] = task
     strategies = build_strategies(cfg.transfer)
     if strategies.saves_full_model:
-        encoder = encoder_class(cfg).from_files(cdir / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
+        encoder = load_encoder_files(cfg, cdir / ckpt.ENCODER_DIR)
     else:
         partial = "+".join(m.registry_name for m in strategies.members if not m.saves_full_model)
         encoder = _base_encoder(cfg, cdir, base_encoder, partial)
@@ -288,6 +288,22 @@ def _base_encoder(cfg: ExperimentConfig, cdir: Path, base_encoder: str | None, p
         ) from exc
 
 
+def load_encoder_files(cfg: ExperimentConfig, directory: Path) -> Encoder:
+    """The encoder rebuilt from a checkpoint's (or run's) ``encoder/`` files; damaged or missing
+    files are one CheckpointError naming the folder, not the library's traceback."""
+    cls = encoder_class(cfg)
+    try:
+        return cls.from_files(directory, pooling=cfg.encoder.pooling)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - transformers/tokenizers/json raise many kinds here
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(
+            f"{directory}: the encoder files are damaged or missing ({first}); this checkpoint cannot be "
+            "loaded. Restore the folder from a copy, or train afresh with --overwrite"
+        ) from None
+
+
 def encoder_class(cfg: ExperimentConfig) -> type[Encoder]:
     from polytask.encoders import ENCODERS
 
@@ -322,6 +338,6 @@ def starting_encoder(cfg: ExperimentConfig, texts: Callable[[], Iterator[str]] |
         report.loaded = [k for k in source_model.state_dict() if k.startswith("encoder.")]
         report.skipped = [k for k in source_model.state_dict() if not k.startswith("encoder.")]
         return source_model.encoder, report
-    encoder = encoder_class(cfg).from_files(src / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
+    encoder = load_encoder_files(cfg, src / ckpt.ENCODER_DIR)
     # Matching runs on a model without heads: the report's "new" lists only encoder tensors.
     return encoder, load_matching(PolytaskModel(encoder, {}), src, cfg.transfer.init_from)

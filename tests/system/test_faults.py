@@ -78,3 +78,55 @@ def test_kill_minus_9_then_resume_equals_the_uninterrupted_run(tmp_path: Path, t
         assert leftovers == [] and not (run / ".lock").exists(), leftovers
     print(f"killed after steps {killed_at}")
     assert len(set(killed_at)) > 3  # the kills landed at different points
+
+
+REDUNDANT = {"encoder/tokenizer.json"}  # deleted, the tokenizer is rebuilt from encoder/vocab.txt
+CHECKPOINT_FILES = ["model.safetensors", "meta.json", "optimizer.safetensors", "rng.safetensors",
+                    "trainer_state.json", "encoder/config.json", "encoder/tokenizer.json"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_each_damaged_checkpoint_file_stops_resume_with_one_clear_line(
+    tmp_path: Path, tiny_encoder_dir: Path, damage: str
+) -> None:
+    import shutil
+
+    from polytask.config import parse_config
+    from polytask.errors import PolytaskError
+    from polytask.training.loop import train
+
+    data = write_toy_jsonl(tmp_path / "data")
+    raw = toy_config(tiny_encoder_dir, data, tmp_path / "good", max_steps=2)
+    train(parse_config(raw))
+    messages = {}
+    for name in CHECKPOINT_FILES:
+        run = tmp_path / f"{damage}-{name.replace('/', '_')}"
+        shutil.copytree(tmp_path / "good", run)
+        target = run / "checkpoints/last" / name
+        if damage == "delete":
+            target.unlink()
+        else:
+            target.write_bytes(target.read_bytes()[: max(1, target.stat().st_size // 3)])
+        try:
+            train(parse_config({**raw, "output_dir": str(run)}), resume=True)
+        except PolytaskError as exc:
+            message = str(exc)
+            assert "\n" not in message and len(message) < 600, message
+            assert "checkpoints/last" in message, message  # names the damaged checkpoint
+            messages[name] = message
+        else:  # a file the loader can do without (vocab.txt rebuilds tokenizer.json): a whole run
+            assert name in REDUNDANT, f"{damage} {name}: resumed without a word"
+            messages[name] = "resumed (the file is redundant)"
+    print("\n".join(f"{k}: {v}" for k, v in messages.items()))
+    assert all(messages[n] != "resumed (the file is redundant)" for n in CHECKPOINT_FILES if n not in REDUNDANT)
+
+
+def test_ctrl_c_on_train_exits_130(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    exp = _experiment(tmp_path, tiny_encoder_dir, "run")
+    proc = _train(exp)
+    deadline = time.monotonic() + 300
+    while _logged_step(tmp_path / "run") < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    assert proc.wait(timeout=300) == 130
+    assert (tmp_path / "run/checkpoints/last").is_dir()  # the state was saved for --resume

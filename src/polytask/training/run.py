@@ -282,7 +282,7 @@ def _setup_model(cfg: ExperimentConfig, data: dict[str, TaskData], strategies: S
     tasks = {name: td.task for name, td in data.items()}
     init_report = None
     if resume_from is not None and strategies.saves_full_model:
-        encoder = runs.encoder_class(cfg).from_files(resume_from / ckpt.ENCODER_DIR, pooling=cfg.encoder.pooling)
+        encoder = runs.load_encoder_files(cfg, resume_from / ckpt.ENCODER_DIR)
     else:
         # A fresh run, or a resumed one whose checkpoints hold only part of the weights (adapters
         # and heads): the rest comes from the starting encoder.
@@ -357,6 +357,10 @@ def resume_checkpoint(cfg: ExperimentConfig, run_dir: Path) -> Path:
     """The ``last`` checkpoint to resume from; its encoder and tasks must be ``cfg``'s."""
     last = runs.existing_checkpoint(run_dir, "last")
     if last is None:
+        folder = runs.checkpoint_dir(run_dir, "last")
+        if folder.is_dir():
+            raise CheckpointError(f"{folder}: no {ckpt.META_FILE}, so this checkpoint is damaged and cannot be "
+                                  "resumed; restore it from a copy, or train afresh with --overwrite")
         raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last); train without --resume")
     saved = parse_config(ckpt.load_meta(last)["config"])
     for part in ("encoder", "tasks"):
