@@ -228,23 +228,9 @@ def preview(cfg: ExperimentConfig, task: str | None = None, n: int = 20, seed: i
     from polytask.data.loading import load_splits
     from polytask.tasks import build_task
 
-    with_block = [t.name for t in cfg.tasks if t.augment is not None]
-    if task is None:
-        if len(with_block) != 1:
-            raise ConfigError(
-                "name the task to preview with --task; tasks with an augment block: "
-                + (", ".join(with_block) or "none (add tasks[].augment to the experiment)")
-            )
-        task = with_block[0]
-    names = [t.name for t in cfg.tasks]
-    if task not in names:
-        raise ConfigError(f"no task named {task!r}; the experiment has: {', '.join(names)}")
-    tc = cfg.task(task)
-    if tc.augment is None:
-        raise ConfigError(
-            f"task {task!r} has no augment block; add tasks.{task}.augment (copies, p, ops) to the experiment",
-            field=f"tasks.{task}.augment",
-        )
+    tc = cfg.task_with(task, "augment", "preview", "tasks[].augment",
+                       "tasks.{name}.augment (copies, p, ops) to the experiment")
+    task = tc.name
     token_level = build_task(tc, cfg.train.max_length).token_level
     train = load_splits(tc.data, token_level)["train"]
     pipeline = build_pipeline(tc.augment, token_level=token_level, field=f"tasks.{task}.augment")

@@ -346,6 +346,36 @@ class ExperimentConfig(Strict):
             seen.add(t.name)
         return tasks
 
+    def task_with(self, name: str | None, block: str, verb: str, example: str, fix: str) -> TaskConfig:
+        """The task a command works on: ``name``, or the only one with ``block`` set.
+
+        Args:
+            name: the task named by the user (``--task``), or None.
+            block: the task field the command needs (``augment``, ``unlabeled``).
+            verb: what the command does, for messages ("preview", "self-train").
+            example: how a block looks, when no task has one ("tasks[].unlabeled: {path: ...}").
+            fix: what to add to the named task, with ``{name}`` ("tasks.{name}.augment (copies, p, ops)").
+
+        Raises:
+            ConfigError: no or several candidate tasks, an unknown name, or a task without ``block``.
+        """
+        from polytask.errors import ConfigError
+
+        having = [t.name for t in self.tasks if getattr(t, block) is not None]
+        if name is None:
+            if len(having) != 1:
+                raise ConfigError(f"name the task to {verb} with --task; tasks with an {block} block: "
+                                  + (", ".join(having) or f"none (add {example} to the experiment)"))
+            name = having[0]
+        names = [t.name for t in self.tasks]
+        if name not in names:
+            raise ConfigError(f"no task named {name!r}; the experiment has: {', '.join(names)}")
+        tc = self.task(name)
+        if getattr(tc, block) is None:
+            raise ConfigError(f"task {name!r} has no {block} block; add {fix.format(name=name)}",
+                              field=f"tasks.{name}.{block}")
+        return tc
+
     def task(self, name: str) -> TaskConfig:
         for t in self.tasks:
             if t.name == name:

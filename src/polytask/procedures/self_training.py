@@ -78,24 +78,8 @@ class SelfTrainingResult:
 
 
 def _pick_task(cfg: ExperimentConfig, task: str | None) -> TaskConfig:
-    with_pool = [t.name for t in cfg.tasks if t.unlabeled is not None]
-    if task is None:
-        if len(with_pool) != 1:
-            raise ConfigError(
-                "name the task to self-train with --task; tasks with an unlabeled block: "
-                + (", ".join(with_pool) or "none (add tasks[].unlabeled: {path: ...} to the experiment)")
-            )
-        task = with_pool[0]
-    names = [t.name for t in cfg.tasks]
-    if task not in names:
-        raise ConfigError(f"no task named {task!r}; the experiment has: {', '.join(names)}")
-    tc = cfg.task(task)
-    if tc.unlabeled is None:
-        raise ConfigError(
-            f"task {task!r} has no unlabeled block; add tasks.{task}.unlabeled: {{path: FILE}} (a file of texts)",
-            field=f"tasks.{task}.unlabeled",
-        )
-    return tc
+    return cfg.task_with(task, "unlabeled", "self-train", "tasks[].unlabeled: {path: ...}",
+                         "tasks.{name}.unlabeled: {path: FILE} (a file of texts)")
 
 
 def read_unlabeled(tc: TaskConfig, token_level: bool = False) -> list[Example]:
@@ -227,7 +211,8 @@ def self_train(
     from polytask.tasks import build_task
     from polytask.tasks.classification import ClassificationTask
     from polytask.tasks.token_classification import TokenClassificationTask
-    from polytask.training.loop import default_run_dir, train
+    from polytask.runs import default_run_dir
+    from polytask.training.loop import train
 
     tc = _pick_task(cfg, task)
     settings = tc.unlabeled.self_training  # type: ignore[union-attr]

@@ -183,6 +183,26 @@ def tokenize_batch(examples: list[Example], tokenizer: Any, max_length: int) -> 
     return [{k: list(enc[k][i]) for k in keys} for i in range(len(examples))]
 
 
+def batched_encode(task: Task, examples: list[Example], tokenizer: Any, own_encode: Any, target: Any) -> list[Features]:
+    """``encode`` of many sequence-level examples with one tokenizer call.
+
+    Args:
+        task: the task.
+        examples: the examples, in order.
+        tokenizer: the encoder's fast tokenizer.
+        own_encode: the member's own ``encode`` function: a subclass that changed ``encode`` is
+            honoured (called per example) instead of being bypassed.
+        target: ``example -> labels`` for a labelled example.
+    """
+    if type(task).encode is not own_encode:
+        return [task.encode(e, tokenizer) for e in examples]
+    feats: list[Features] = tokenize_batch(examples, tokenizer, task.max_length)
+    for f, ex in zip(feats, examples, strict=True):
+        if ex.label is not None:
+            f["labels"] = target(ex)
+    return feats
+
+
 class Head(nn.Module):
     """Dropout + linear over the pooled vector (sequence tasks) or token states (token tasks)."""
 

@@ -25,6 +25,7 @@ from polytask.tasks.base import (
     Head,
     Task,
     at,
+    batched_encode,
     check_pairs,
     check_text,
     collate_inputs,
@@ -35,7 +36,6 @@ from polytask.tasks.base import (
     pair_state,
     sort_labels,
     tokenize,
-    tokenize_batch,
     unknown_label_error,
 )
 
@@ -114,13 +114,7 @@ class ClassificationTask(Task):
 
     def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
         """``encode`` of many examples with one tokenizer call."""
-        if type(self).encode is not ClassificationTask.encode:  # a subclass changed encode: honour it
-            return super().encode_batch(examples, tokenizer)
-        feats: list[Features] = tokenize_batch(examples, tokenizer, self.max_length)
-        for f, ex in zip(feats, examples, strict=True):
-            if ex.label is not None:
-                f["labels"] = self._index(ex)
-        return feats
+        return batched_encode(self, examples, tokenizer, ClassificationTask.encode, self._index)
 
     def collate(self, features: list[Features], pad_token_id: int) -> Batch:
         batch = collate_inputs(features, pad_token_id)

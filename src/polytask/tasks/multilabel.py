@@ -24,6 +24,7 @@ from polytask.tasks.base import (
     Head,
     Task,
     at,
+    batched_encode,
     check_pairs,
     check_text,
     collate_inputs,
@@ -34,7 +35,6 @@ from polytask.tasks.base import (
     pair_state,
     sort_labels,
     tokenize,
-    tokenize_batch,
     unknown_label_error,
 )
 
@@ -143,13 +143,7 @@ class MultilabelTask(Task):
 
     def encode_batch(self, examples: list[Example], tokenizer: Any) -> list[Features]:
         """``encode`` of many examples with one tokenizer call."""
-        if type(self).encode is not MultilabelTask.encode:  # a subclass changed encode: honour it
-            return super().encode_batch(examples, tokenizer)
-        feats: list[Features] = tokenize_batch(examples, tokenizer, self.max_length)
-        for f, ex in zip(feats, examples, strict=True):
-            if ex.label is not None:
-                f["labels"] = self._multi_hot(ex)
-        return feats
+        return batched_encode(self, examples, tokenizer, MultilabelTask.encode, self._multi_hot)
 
     def collate(self, features: list[Features], pad_token_id: int) -> Batch:
         batch = collate_inputs(features, pad_token_id)
