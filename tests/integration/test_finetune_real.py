@@ -69,8 +69,10 @@ def test_train_save_load_identical(name: str, shared_data: Path, tmp_path: Path)
     ex = dev[0]
     raw_input: Any = (ex.text, ex.text_pair) if ex.text_pair else ex.text
     alone, batched = predictor.predict([raw_input])[0], p1[name][0]
-    assert alone.keys() == batched.keys()
-    for key in alone:
+    # The predictor adds what a task derives for users (token tasks: entity spans) to what
+    # evaluation decodes; everything evaluation decodes must match.
+    assert set(batched) <= set(alone) and set(alone) - set(batched) <= {"entities"}
+    for key in batched:
         if key == "probs":
             assert alone[key] == pytest.approx(batched[key], abs=1e-5)
         elif key == "score":
