@@ -293,6 +293,26 @@ def report(args: argparse.Namespace, measured: dict, estimates: dict, targets: l
         lines.append(f"| {n} | {est_s:.1f} | {ft_s:.0f} | {100 * est_s / max(ft_s, 1e-9):.2f}% |")
     lines += ["", "## Where the estimates' top source differs from fine-tuning's", ""]
     lines += [f"- {w}" for w in wrong] or ["- nowhere"]
+    overall = {n: statistics.mean(v.values()) for n, v in taus.items() if v}
+    if overall:
+        best = max(overall, key=overall.get)
+        lines += ["", f"## Pairs ranked the wrong way round (best estimate overall: {best}; and logme)", ""]
+        for n in dict.fromkeys([best, "logme"]):
+            for t in targets:
+                cells = [s for s in sources if f"{t}|{s}" in measured and f"{t}|{s}" in estimates
+                         and (estimates[f"{t}|{s}"]["estimates"].get(n) or {}).get("value") is not None]
+                bad = []
+                for i, a in enumerate(cells):
+                    for b in cells[i + 1:]:
+                        dm = measured[f"{t}|{a}"]["score"] - measured[f"{t}|{b}"]["score"]
+                        de = (estimates[f"{t}|{a}"]["estimates"][n]["value"]
+                              - estimates[f"{t}|{b}"]["estimates"][n]["value"])
+                        if dm * de < 0:
+                            hi, lo = (a, b) if dm > 0 else (b, a)
+                            gap = abs(dm)
+                            bad.append(f"{hi} > {lo} by {gap:.3f}")
+                lines.append(f"- {n}, {t}: " + ("; ".join(bad) if bad else "none")
+                             + " (measured order shown; the estimate has it reversed)" * bool(bad))
     return "\n".join(lines)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +149,8 @@ def test_estimators_registry_and_option_errors() -> None:
 @pytest.fixture(scope="module")
 def toy_setup(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Toy sentiment and NER data, the target experiment YAML, and a finished toy run of each."""
-    import polytask
+    from polytask.config import parse_config
+    from polytask.training.loop import train
 
     tmp = tmp_path_factory.mktemp("transferability")
     data = write_toy_jsonl(tmp / "data")
@@ -158,10 +158,10 @@ def toy_setup(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     raw = toy_config(tiny_encoder_dir, data, tmp / "unused", epochs=2)
     exp = tmp / "target.yaml"
     exp.write_text(yaml.safe_dump(raw))
-    polytask.train(raw | {"output_dir": str(tmp / "run_sent")})
+    train(parse_config(raw | {"output_dir": str(tmp / "run_sent")}))
     ner_raw = toy_config(tiny_encoder_dir, ner, tmp / "run_ner", epochs=2)
     ner_raw["tasks"] = [{"name": "ner", "type": "token_classification", "data": {"train": ner["train"], "dev": ner["dev"]}}]
-    polytask.train(ner_raw)
+    train(parse_config(ner_raw))
     both = {**raw, "tasks": raw["tasks"] + ner_raw["tasks"]}
     both_exp = tmp / "both.yaml"
     both_exp.write_text(yaml.safe_dump(both))
@@ -268,16 +268,35 @@ def test_cli_refuses_a_source_that_cannot_load(toy_setup: dict[str, Any], tmp_pa
     res = runner.invoke(app, ["transferability", str(toy_setup["exp"]), "--sources", "./no_such_model"])
     assert res.exit_code == 2
     assert "error: source './no_such_model' cannot be loaded: no such file or folder" in res.output
-    # A model folder without its tokenizer files.
+    # A folder whose tokenizer cannot be built (no tokenizer files, an unknown model type).
     broken = tmp_path / "no_tokenizer"
     broken.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(Path(toy_setup["encoder"]) / name, broken / name)
-    res = runner.invoke(app, ["transferability", str(toy_setup["exp"]), "--sources", str(broken)], terminal_width=400)
+    (broken / "config.json").write_text('{"model_type": "no_such_arch"}')
+    res = runner.invoke(app, ["transferability", str(toy_setup["exp"]), "--sources", "default", str(broken)],
+                        terminal_width=1000)
     assert res.exit_code == 2
     line = " ".join(res.output.split())
-    assert f"error: source '{broken}' cannot be loaded:" in line
-    assert "Traceback" not in res.output
+    assert line.startswith(f"error: source '{broken}' cannot be loaded: ValueError: Couldn't instantiate the backend "
+                           "tokenizer"), line
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_refuses_a_tokenizer_that_does_not_fit_the_weights(toy_setup: dict[str, Any], tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    import polytask
+
+    folder = tmp_path / "small_vocab"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(toy_setup["encoder"]).save_pretrained(folder)
+    with pytest.raises(ConfigError) as info:
+        polytask.transferability(str(toy_setup["exp"]), [str(folder)])
+    assert str(info.value).startswith(
+        f"source '{folder}' cannot be loaded: encoder.name_or_path: the tokenizer has 30522 tokens but the "
+        "model's embeddings hold 100: tokenizer and weights do not belong together")
 
 
 def test_unknown_task_and_unsupported_task_type_are_refused(toy_setup: dict[str, Any]) -> None:

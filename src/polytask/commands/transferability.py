@@ -70,7 +70,8 @@ def register(app: typer.Typer) -> None:
             return
         if as_json:
             payload = {k or r.task: r.to_json() for k, r in results.items()}
-            console.print_json(json.dumps(payload if partners else next(iter(payload.values()))))
+            # Plain stdout, not rich: rich wraps long lines (paths) at the terminal width.
+            typer.echo(json.dumps(payload if partners else next(iter(payload.values())), indent=2))
             return
         for result in results.values():
             console.print(ranking_table(result, labels))
