@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     def transferability(
         ctx: typer.Context,
         experiment: Annotated[Path, typer.Argument(help="The target experiment YAML (its first task, or --task).")],
-        sources: Annotated[ListOpt, typer.Option("--sources", help="Candidate sources: default, an HF folder or id, scratch:<id>, bilstm:glove-6b-50d, bilstm, cnn:..., an encoder YAML, a run folder.")] = None,  # noqa: E501
+        sources: Annotated[ListOpt, typer.Option("--sources", help="Candidate sources: default, an HF folder or id, scratch:<id>, bilstm:glove-6b-50d, bilstm, cnn:..., an encoder YAML, a run folder. Several may follow one --sources.")] = None,  # noqa: E501
         partners: Annotated[ListOpt, typer.Option("--partners", help="task=run_folder per task: score every run on every other task's data.")] = None,  # noqa: E501
         task: Annotated[str | None, typer.Option(help="The target task (default: the experiment's first).")] = None,  # noqa: UP007
         budget: Annotated[int | None, typer.Option(help="Score on this many training examples (stratified, seeded); all by default.")] = None,  # noqa: E501, UP007
