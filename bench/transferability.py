@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("POLYTASK_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "bench" / "results"
 NEVER = 10**9  # eval_every: score once, at the last step
+ESTIMATES = ["logme", "logme_centered", "leep", "hscore", "knn", "logistic"]
 CLEAR = 0.03  # a measured gap this large is beyond single-seed noise (see report)
 
 BILSTM_TRAIN_ENCODER = {"type": "bilstm", "pooling": "max", "dropout": 0.3,
@@ -208,21 +209,40 @@ def part_finetune(args: argparse.Namespace, targets: dict[str, dict], specs: dic
     from polytask.training.loop import train as train_run
 
     path = RESULTS / "transferability-finetune.json"
-    done = load_json(path)
-    for t, task in targets.items():
-        for s, spec in specs.items():
-            key = f"{t}|{s}"
-            if key in done:
-                continue
-            raw = finetune_config(task, s, spec, args.max_length, args.seed)
-            t0 = time.perf_counter()
-            r = train_run(parse_config(raw), output_dir=args.work / "runs" / f"ft_{t}_{s}", overwrite=True)
-            metric = "target/f1" if task["type"] == "token_classification" else "target/accuracy"
-            done[key] = {"target": t, "source": s, "metric": metric, "score": r.dev[metric],
-                         "seconds": time.perf_counter() - t0, "steps": r.steps}
-            print(json.dumps(done[key]), flush=True)
-            path.write_text(json.dumps(done, indent=1))
+    done = load_finetunes()
+    for seed in args.seeds:
+        for t, task in targets.items():
+            for s, spec in specs.items():
+                key = f"{t}|{s}|{seed}"
+                if key in done:
+                    continue
+                raw = finetune_config(task, s, spec, args.max_length, seed)
+                t0 = time.perf_counter()
+                r = train_run(parse_config(raw), output_dir=args.work / "runs" / f"ft_{t}_{s}", overwrite=True)
+                metric = "target/f1" if task["type"] == "token_classification" else "target/accuracy"
+                done[key] = {"target": t, "source": s, "seed": seed, "metric": metric, "score": r.dev[metric],
+                             "seconds": time.perf_counter() - t0, "steps": r.steps}
+                print(json.dumps(done[key]), flush=True)
+                path.write_text(json.dumps(done, indent=1))
     return done
+
+
+def load_finetunes() -> dict[str, Any]:
+    """The cached fine-tunes, keyed target|source|seed (older keys without a seed were seed 1)."""
+    raw = load_json(RESULTS / "transferability-finetune.json")
+    return {(k if k.count("|") == 2 else f"{k}|{v.get('seed', 1)}"): {"seed": 1, **v} for k, v in raw.items()}
+
+
+def aggregate(done: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    """target|source -> mean score and total seconds over ``seeds`` (cells missing a seed are left out)."""
+    out: dict[str, Any] = {}
+    for key in {k.rsplit("|", 1)[0] for k in done}:
+        runs = [done.get(f"{key}|{seed}") for seed in seeds]
+        if all(runs):
+            scores = [r["score"] for r in runs]
+            out[key] = {"score": statistics.mean(scores), "sd": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                        "seconds": sum(r["seconds"] for r in runs), "seeds": len(runs)}
+    return out
 
 
 def part_estimate(args: argparse.Namespace, targets: dict[str, dict], specs: dict[str, str]) -> dict[str, Any]:
@@ -233,7 +253,7 @@ def part_estimate(args: argparse.Namespace, targets: dict[str, dict], specs: dic
     for t, task in targets.items():
         raw = {"name": f"target_{t}", "tasks": [task], "train": {"max_length": args.max_length}}
         t0 = time.perf_counter()
-        result = polytask.transferability(raw, sources=list(specs.values()), seed=args.seed)
+        result = polytask.transferability(raw, sources=list(specs.values()), seed=args.seed, estimates=ESTIMATES)
         names = dict(zip(specs.values(), specs.keys(), strict=True))
         for row in result.to_json()["sources"]:
             out[f"{t}|{names[row['source']]}"] = {"target": t, "source": names[row["source"]], **row}
@@ -253,8 +273,7 @@ def report(args: argparse.Namespace, measured: dict, estimates: dict, targets: l
     from scipy.stats import kendalltau
 
     names = sorted({n for e in estimates.values() for n in e["estimates"]},
-                   key=lambda n: ["logme", "leep", "hscore", "knn", "logistic"].index(n)
-                   if n in ["logme", "leep", "hscore", "knn", "logistic"] else 9)
+                   key=lambda n: ESTIMATES.index(n) if n in ESTIMATES else 99)
     lines = ["## Measured score and estimates per target and source", ""]
     lines += ["| target | source | measured | fine-tune s | dim | features s | " + " | ".join(names) + " |",
               "|---|---|---|---|---|---|" + "---|" * len(names)]
@@ -266,7 +285,8 @@ def report(args: argparse.Namespace, measured: dict, estimates: dict, targets: l
         for s in cells:
             m, e = measured[f"{t}|{s}"], estimates[f"{t}|{s}"]
             vals = [fmt((e["estimates"].get(n) or {}).get("value")) for n in names]
-            lines.append(f"| {t} | {s} | {m['score']:.3f} | {m['seconds']:.0f} | {e['dim']} | "
+            score = f"{m['score']:.3f}" + (f" ± {m['sd']:.3f}" if m.get("seeds", 1) > 1 else "")
+            lines.append(f"| {t} | {s} | {score} | {m['seconds']:.0f} | {e['dim']} | "
                          f"{e['feature_seconds']:.1f} | " + " | ".join(vals) + " |")
         acc = [measured[f"{t}|{s}"]["score"] for s in cells]
         best_true = cells[max(range(len(cells)), key=lambda i: acc[i])] if cells else None
@@ -342,11 +362,13 @@ def report(args: argparse.Namespace, measured: dict, estimates: dict, targets: l
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid", choices=["reduced", "full"], default="reduced")
-    ap.add_argument("--parts", nargs="+", default=["finetune", "estimate"], choices=["finetune", "estimate"])
+    ap.add_argument("--parts", nargs="*", default=["finetune", "estimate"], choices=["finetune", "estimate"],
+                    help="what to (re)compute; none: only the tables, from the cached results")
     ap.add_argument("--labels", type=int, default=200, help="training labels (sentences for CoNLL) per target")
     ap.add_argument("--eval", type=int, default=300, help="held-out examples per target")
     ap.add_argument("--max-length", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1],
+                    help="fine-tune seeds (measured = their mean); the estimates use the first")
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "runs" / "transferability")
     args = ap.parse_args()
     target_names = TARGETS_FULL if args.grid == "full" else TARGETS_REDUCED
@@ -354,15 +376,18 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     targets = {t: make_target(t, args.work, args.labels, args.eval) for t in target_names}
     specs = {s: source_spec(s, args.work) for s in source_names}
-    measured = part_finetune(args, targets, specs) if "finetune" in args.parts else load_json(
-        RESULTS / "transferability-finetune.json")
+    args.seed = args.seeds[0]
+    done = part_finetune(args, targets, specs) if "finetune" in args.parts else load_finetunes()
+    measured = aggregate(done, args.seeds)
     estimates = part_estimate(args, targets, specs) if "estimate" in args.parts else load_json(
         RESULTS / "transferability-estimates.json")
     text = report(args, measured, estimates, target_names, source_names)
     cmd = " ".join(["OMP_NUM_THREADS=1 .venv/bin/python bench/transferability.py", *sys.argv[1:]])
-    header = (f"# Transferability estimates against fine-tuning\n\nCommand: `{cmd}`\n\n"
+    note = " (these tables re-printed from the cached results; the runs: the same without `--parts`)" * (not args.parts)
+    header = (f"# Transferability estimates against fine-tuning\n\nCommand: `{cmd}`{note}\n\n"
               f"Recipe: {args.labels} stratified training labels per target (CoNLL: sentences), held-out "
-              f"{args.eval}, max_length {args.max_length}, seed {args.seed}; transformers {TRANSFORMER_RECIPE}, "
+              f"{args.eval}, max_length {args.max_length}, fine-tune seeds {args.seeds} (measured = their mean; the "
+              f"estimates use seed {args.seed}); transformers {TRANSFORMER_RECIPE}, "
               f"BiLSTMs {BILSTM_RECIPE}; scored once at the last step.\n\n")
     print(text)
     (RESULTS / "transferability.md").write_text(header + text + "\n", encoding="utf-8")

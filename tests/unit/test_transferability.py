@@ -74,6 +74,20 @@ def test_logme_rises_with_separable_features_and_falls_as_noise_is_added() -> No
     assert LogME().score(separable(0.5)) > LogME().score(random_features)
 
 
+def test_logme_centered_ignores_constant_offsets_that_plain_logme_rewards() -> None:
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(50, 4))
+    y = f @ rng.normal(size=4) + 3.0 + 0.3 * rng.normal(size=50)  # a target with a large mean
+    centered = ESTIMATORS.get("logme_centered")()
+    base = centered.score(TargetFeatures(f, y, kind="regression"))
+    assert centered.score(TargetFeatures(f + 5.0, y - 2.0, kind="regression")) == pytest.approx(base, abs=1e-9)
+    # Without an intercept the mean must come through the features: an offset feature helps.
+    plain = LogME()
+    assert plain.score(TargetFeatures(f + 5.0, y, kind="regression")) > plain.score(TargetFeatures(f, y, kind="regression"))
+    # Centred LogME is plain LogME on centred data, which the numerical maximisation pins.
+    assert base == pytest.approx(maximised_evidence(f - f.mean(0), y - y.mean()), abs=1e-4)
+
+
 # ---- LEEP -----------------------------------------------------------------------------------
 def test_leep_equals_its_formula_on_a_hand_built_example() -> None:
     theta = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8]])  # source head, 2 source classes
@@ -137,7 +151,7 @@ def test_classification_estimates_skip_regression_targets_with_the_reason() -> N
 
 
 def test_estimators_registry_and_option_errors() -> None:
-    assert ESTIMATORS.names() == ["hscore", "knn", "leep", "logistic", "logme"]
+    assert ESTIMATORS.names() == ["hscore", "knn", "leep", "logistic", "logme", "logme_centered"]
     assert build_estimators(["knn"], {"knn": {"k": 3}})["knn"].options.k == 3
     with pytest.raises(ConfigError, match="unknown transferability estimate 'logmee'"):
         build_estimators(["logmee"], None)
