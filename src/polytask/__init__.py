@@ -49,4 +49,21 @@ def train(config, output_dir: str | None = None, resume: bool = False, overwrite
     return _train(cfg, output_dir=output_dir, resume=resume, overwrite=overwrite)
 
 
-__all__ = ["__version__", "load", "train"]
+def transferability(config, sources: list[str], **kwargs):  # noqa: ANN001, ANN003, ANN201
+    """Rank candidate sources for a target task from frozen features, before any training.
+
+    ``polytask.transferability("target.yaml", ["default", "bilstm:glove-6b-50d", "runs/imdb"])``
+    returns a ``TransferabilityResult`` (LogME, LEEP, H-score, kNN and logistic probes per source).
+    See ``polytask.transferability.ranking.transferability`` for every argument.
+
+    Args:
+        config: the target experiment (its first task is the target), a YAML path or a mapping.
+        sources: the candidate sources' spellings.
+        **kwargs: task, budget, seed, estimates, options, rank_by, batch_size, max_length.
+    """
+    from polytask.transferability.ranking import transferability as _transferability
+
+    return _transferability(config, sources, **kwargs)
+
+
+__all__ = ["__version__", "load", "train", "transferability"]
