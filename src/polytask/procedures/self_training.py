@@ -208,10 +208,10 @@ def self_train(
     """
     import polytask
     from polytask.data.loading import load_splits
+    from polytask.runs import default_run_dir
     from polytask.tasks import build_task
     from polytask.tasks.classification import ClassificationTask
     from polytask.tasks.token_classification import TokenClassificationTask
-    from polytask.runs import default_run_dir
     from polytask.training.loop import train
 
     tc = _pick_task(cfg, task)

@@ -149,7 +149,7 @@ def _from_yaml(spec: str, path: Path, texts: TextsFn) -> Source:
 
 
 def _from_run(spec: str, path: Path) -> Source:
-    from polytask.export.save_load import load_run
+    from polytask.runs import load_run
 
     run = load_run(path)
     heads = {name: task.registry_name for name, task in run.tasks.items()}
