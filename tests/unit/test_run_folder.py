@@ -99,3 +99,18 @@ def test_best_falls_back_to_last_only_with_a_warning(tmp_path: Path, tiny_encode
     shutil.rmtree(tmp_path / "run/checkpoints/best")
     with pytest.warns(UserWarning, match="no best checkpoint .*using last"):
         load_run(tmp_path / "run")
+
+
+def test_bad_data_or_type_is_reported_before_the_run_exists_check(tmp_path: Path, tiny_encoder_dir: Path, toy) -> None:  # noqa: ANN001
+    from polytask.errors import DataError
+
+    raw = toy_config(tiny_encoder_dir, toy, tmp_path / "run", max_steps=1)
+    train(parse_config(raw))  # the folder now holds a run
+    bad_path = {**raw, "tasks": [{**raw["tasks"][0], "data": {"train": str(tmp_path / "nope.jsonl")}}]}
+    with pytest.raises(DataError, match="nope.jsonl"):
+        train(parse_config(bad_path))
+    bad_type = {**raw, "tasks": [{**raw["tasks"][0], "type": "clasification"}]}
+    with pytest.raises(ConfigError, match="unknown task type 'clasification'"):
+        train(parse_config(bad_type))
+    with pytest.raises(CheckpointError, match="already holds a run"):  # only a good config gets this far
+        train(parse_config(raw))

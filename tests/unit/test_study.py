@@ -256,7 +256,12 @@ def test_study_runs_end_to_end_and_resumes_after_a_kill(
     monkeypatch.setattr(loop, "train", lambda cfg, output_dir=None, resume=False, overwrite=False: (
         calls.append((str(output_dir), resume)) or real_train(cfg, output_dir=output_dir, resume=resume, overwrite=overwrite)))
     plan = plan_study(load_study(path))
-    result = run_study(plan)
+    events: list[tuple[str, str]] = []
+    result = run_study(plan, on_event=lambda kind, msg: events.append((kind, msg)))
+    done = [msg for kind, msg in events if kind == "done"]
+    # Each finished cell says the score the report compares (test where the task has a test
+    # split, else dev), named as such.
+    assert len(done) == 6 and all(": test " in m or ": dev " in m for m in done), done
     assert len(calls) == 6 and (first[-1], True) in calls
     assert not set(first[:2]) & {c for c, _ in calls}  # finished cells were never re-run
     assert len(result.skipped) == 2 and len(result.trained) == 6

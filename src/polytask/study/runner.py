@@ -438,7 +438,14 @@ def run_study(
             say("stop", f"{key}: interrupted; run the study again to continue")
             break
         _drop_resume_state(run_dir)
-        say("done", f"{key}: {result.metric}={result.best_metric} ({result.seconds:.0f}s)")
+        # The report compares test scores: say the test score the cell will be compared on (dev
+        # when the task has no test split), marked as which.
+        dev = "-" if result.best_metric is None else f"{result.best_metric:.4f}"
+        if result.metric in result.test:
+            say("done", f"{key}: test {result.metric}={result.test[result.metric]:.4f} "
+                        f"(dev {dev}; {result.seconds:.0f}s)")
+        else:
+            say("done", f"{key}: dev {result.metric}={dev} ({result.seconds:.0f}s)")
     return out
 
 
