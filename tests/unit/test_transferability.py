@@ -322,3 +322,29 @@ def test_unknown_task_and_unsupported_task_type_are_refused(toy_setup: dict[str,
     raw["tasks"][0]["type"] = "multilabel"
     with pytest.raises(ConfigError, match="transferability covers classification, regression, token_classification"):
         polytask.transferability(raw, ["bilstm"])
+
+
+def test_estimates_go_into_a_study_report(toy_setup: dict[str, Any], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from polytask.cli import app
+    from polytask.study import load_study, plan_study
+    from polytask.study.report import build_report
+    from polytask.study.runner import write_plan
+    from tests.unit.test_study import fake_results, write_toy_study
+
+    plan = plan_study(load_study(write_toy_study(tmp_path, Path(toy_setup["encoder"]))))
+    write_plan(plan)
+    fake_results(plan, lambda cell: 0.7)
+    runner = CliRunner()
+    args = ["transferability", str(toy_setup["exp"]), "--sources", toy_setup["encoder"], "bilstm",
+            "--budget", "16", "--estimates", "logme,knn", "--study", str(plan.study_dir)]
+    res = runner.invoke(app, args, terminal_width=250)
+    assert res.exit_code == 0, res.output
+    assert (plan.study_dir / "transferability.json").is_file()
+    html, md = build_report(plan.study_dir)
+    text = md.read_text()
+    assert "## Transferability estimates: sent" in text
+    assert "| rank | source | logme | knn | features s |" in text and "bilstm" in text
+    res = runner.invoke(app, [*args[:-1], str(tmp_path / "nowhere")], terminal_width=250)
+    assert res.exit_code == 2 and "no such study folder" in res.output

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         max_length: Annotated[int | None, typer.Option(help="Tokens per example (default: the experiment's).")] = None,  # noqa: UP007
         batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 32,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
+        study: Annotated[Path | None, typer.Option(help="A study folder: write transferability.json there, so `polytask report` shows the estimates beside what the study measured.")] = None,  # noqa: E501, UP007
         set_: SetOpt = None,
     ) -> None:
         """Rank candidate sources (or task partners) for a target by LogME, LEEP, H-score and probes."""
@@ -65,6 +66,8 @@ def register(app: typer.Typer) -> None:
             else:
                 results = {"": polytask.transferability(cfg, sources, task=task, **kwargs)}
                 labels = {}
+            if study is not None:
+                save_for_study(results, study)
         except PolytaskError as exc:
             fail(exc)
             return
@@ -75,6 +78,17 @@ def register(app: typer.Typer) -> None:
             return
         for result in results.values():
             console.print(ranking_table(result, labels))
+
+
+def save_for_study(results: dict, study: Path) -> Path:
+    """Write the rankings to ``STUDY/transferability.json`` (read by the study report)."""
+    from polytask.io import write_json
+
+    if not study.is_dir():
+        raise ConfigError(f"--study {study}: no such study folder; run polytask compare first, or drop --study")
+    path = study / "transferability.json"
+    write_json(path, {k or r.task: r.to_json() for k, r in results.items()})
+    return path
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -202,6 +202,7 @@ def _sections(study_dir: Path, plan: dict[str, Any], rows: list[dict[str, Any]],
     aff = _affinity_section(study_dir, files)
     if aff is not None:
         sections.append(aff)
+    sections.extend(_transferability_sections(study_dir))
     sections.append(_configs_section(study_dir, plan))
     sections.append(_versions_section())
     return sections
@@ -367,6 +368,30 @@ def _affinity_section(study_dir: Path, files: Path) -> Section | None:
         sec.blocks.append(Block("img", path=png_path, text="Task affinity heatmap"))
         return sec
     return None
+
+
+def _transferability_sections(study_dir: Path) -> list[Section]:
+    """The estimates ``polytask transferability --study`` wrote, one table per target task."""
+    path = study_dir / "transferability.json"
+    if not path.is_file():
+        return []
+    out = []
+    for name, result in json.loads(path.read_text(encoding="utf-8")).items():
+        estimates = result["estimates"]
+        sec = Section(f"Transferability estimates: {name}")
+        sec.blocks.append(Block("p", text=(
+            f"Computed before training by polytask transferability on {result['examples']} training examples of "
+            f"task {result['task']} ({result['task_type']}), ranked by {result['rank_by']} (higher is better for "
+            "every estimate). Compare the order with the measured tables above: the estimates are a guess "
+            "from frozen features, not a result.")))
+        rows = []
+        for rank, src in enumerate(result["sources"], 1):
+            values = [src["estimates"].get(e, {}).get("value") for e in estimates]
+            rows.append([str(rank), src["source"], *("-" if v is None else f"{v:.4g}" for v in values),
+                         f"{src['feature_seconds']:.1f}"])
+        sec.blocks.append(Block("table", header=["rank", "source", *estimates, "features s"], rows=rows))
+        out.append(sec)
+    return out
 
 
 def _configs_section(study_dir: Path, plan: dict[str, Any]) -> Section:
