@@ -441,8 +441,9 @@ def run_study(
         # The report compares test scores: say the test score the cell will be compared on (dev
         # when the task has no test split), marked as which.
         dev = "-" if result.best_metric is None else f"{result.best_metric:.4f}"
-        if result.metric in result.test:
-            say("done", f"{key}: test {result.metric}={result.test[result.metric]:.4f} "
+        test = getattr(result, "test", None) or {}
+        if result.metric in test:
+            say("done", f"{key}: test {result.metric}={test[result.metric]:.4f} "
                         f"(dev {dev}; {result.seconds:.0f}s)")
         else:
             say("done", f"{key}: dev {result.metric}={dev} ({result.seconds:.0f}s)")
