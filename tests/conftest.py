@@ -64,3 +64,16 @@ def toy_ner(tmp_path: Path) -> dict[str, str]:
     from tests.unit.toy import write_toy_ner
 
     return write_toy_ner(tmp_path / "ner")
+
+
+def go_online_without_a_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave offline mode, but make every connection fail as on a machine without a network
+    (no packet leaves: the socket call itself is replaced)."""
+    import socket
+
+    def no_route(*args: object, **kwargs: object) -> None:
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", no_route)

@@ -78,14 +78,9 @@ def test_offline_hub_id_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
         TransformerEncoder.from_pretrained("someone/not-cached-model")
     assert time.perf_counter() - start < 1.0
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    import socket
+    from tests.conftest import go_online_without_a_route
 
-    def no_route(*args, **kwargs):
-        raise OSError(101, "Network is unreachable")
-
-    monkeypatch.setattr(socket, "create_connection", no_route)
+    go_online_without_a_route(monkeypatch)
     with pytest.raises(ConfigError, match=r"cannot be reached: no route to huggingface.co:443 \(\[Errno 101\] Network is unreachable\)"):
         TransformerEncoder.from_pretrained("someone/not-cached-model")
 

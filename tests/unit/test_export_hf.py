@@ -4,7 +4,6 @@ files, model cards, the old ``export-hf`` name, and an offline push that fails a
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -167,13 +166,9 @@ def test_push_offline_fails_at_once(runs, monkeypatch: pytest.MonkeyPatch) -> No
     res = runner.invoke(app, ["push", str(runs["single"]), "me/toy"])
     assert res.exit_code == 2 and "cannot push: HF_HUB_OFFLINE=1 is set" in res.output
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    from tests.conftest import go_online_without_a_route
 
-    def no_route(*args, **kwargs):
-        raise OSError(101, "Network is unreachable")
-
-    monkeypatch.setattr(socket, "create_connection", no_route)
+    go_online_without_a_route(monkeypatch)
     with pytest.raises(HubError, match=r"cannot push: no route to huggingface.co:443 .*Network is unreachable"):
         push_run(runs["single"], "me/toy")
     with pytest.raises(HubError, match=r"repository id 'toy' must look like user/name"):
