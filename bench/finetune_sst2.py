@@ -14,6 +14,7 @@ alternating (p, t, g, p, t, g), and reports each system's median.
 ``--systems polytask polytask_foreach`` measures what AdamW's fused kernel is worth to polytask.
 
 Run: .venv/bin/python bench/finetune_sst2.py [--epochs 3] [--limit N] [--rounds 1] [--systems ...] [--only NAME]
+[--before-src OTHER_CHECKOUT/src] (system polytask_before: another build in the same run)
 Writes bench/results/sst2-<device>.json and prints a Markdown table for BENCHMARKS.md.
 """
 
@@ -129,6 +130,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=3)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--only", choices=list(SYSTEMS))
+    ap.add_argument("--before-src", type=Path, help="src folder of another polytask build (system polytask_before)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=["polytask", "trainer", "trainer_gbl"],
                     help="what each round runs, in this order (polytask is the reference of the ratios)")
@@ -153,7 +155,12 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--only", name, "--epochs", str(args.epochs), "--out", str(args.out)]
             if args.limit:
                 cmd += ["--limit", str(args.limit)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            env = dict(os.environ)
+            if name == "polytask_before":
+                if not args.before_src:
+                    sys.exit("polytask_before needs --before-src SRC (the other build's src folder)")
+                env.update(PYTHONPATH=str(args.before_src), POLYTASK_BEFORE_SRC=str(args.before_src))
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
             runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -187,13 +194,25 @@ def run_polytask_foreach(epochs: float, limit: int | None, out: Path) -> dict:
     return run_polytask(epochs, limit, out)
 
 
+def run_polytask_before(epochs: float, limit: int | None, out: Path) -> dict:
+    """polytask as another build (its ``src`` first on PYTHONPATH, ``--before-src``): the same
+    recipe, to compare two builds in one run."""
+    import polytask
+
+    src = os.environ.get("POLYTASK_BEFORE_SRC", "")
+    if not src or not Path(polytask.__file__).resolve().is_relative_to(Path(src).resolve()):
+        sys.exit(f"polytask_before needs --before-src; got polytask from {polytask.__file__}")
+    return run_polytask(epochs, limit, out / "before")
+
+
 SYSTEMS = {
     "polytask": run_polytask,
+    "polytask_before": run_polytask_before,
     "trainer": run_trainer,
     "trainer_gbl": lambda epochs, limit, out: run_trainer(epochs, limit, out, group_by_length=True),
     "polytask_foreach": run_polytask_foreach,
 }
-LABELS = {"polytask": "polytask", "trainer": "HF Trainer (default)", "trainer_gbl": "HF Trainer (group_by_length)",
+LABELS = {"polytask": "polytask", "polytask_before": "polytask, the other build (--before-src)", "trainer": "HF Trainer (default)", "trainer_gbl": "HF Trainer (group_by_length)",
           "polytask_foreach": "polytask, foreach AdamW"}
 
 
