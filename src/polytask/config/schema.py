@@ -76,7 +76,8 @@ class AugmentConfig(Strict):
     """Augmentation of a task's training set, new copies every epoch (see ``polytask.augment``).
 
     Args:
-        copies: augmented copies of each training example, besides the example itself.
+        copies: augmented copies of each training example, besides the example itself (0: none; the
+            ops then only make UDA's copies of unlabelled text).
         p: the probability that each op is applied to a copy (ops run in the order listed).
         ops: the operations, each ``{type: name, ...its options}`` (``synonym_replacement``,
             ``random_insertion``, ``random_swap``, ``random_deletion``, ``contextual``,
@@ -85,7 +86,7 @@ class AugmentConfig(Strict):
         pair: for sentence pairs, which texts are edited: ``both``, ``first`` or ``second``.
     """
 
-    copies: int = Field(1, ge=1, le=64)
+    copies: int = Field(1, ge=0, le=64)
     p: float = Field(0.5, ge=0.0, le=1.0)
     ops: list[Any] = Field(min_length=1)  # mappings {type, ...}; checked by polytask.augment
     pair: Literal["both", "first", "second"] = "both"
@@ -107,6 +108,26 @@ class SelfTrainingConfig(Strict):
     per_class: int | None = Field(None, gt=0)
 
 
+class UDAConfig(Strict):
+    """Consistency training on the unlabelled pool (UDA, Xie et al., NeurIPS 2020).
+
+    Args:
+        weight: lambda, the weight of the consistency loss beside the supervised one.
+        ratio: unlabelled examples per labelled example in a step (the paper uses 3 to 7).
+        temperature: sharpening of the prediction on the original (< 1 sharpens; 0.4 in the paper).
+        threshold: confidence masking: only originals predicted with at least this probability count.
+        tsa: training-signal annealing of the supervised loss: labelled examples already predicted
+            above a threshold rising from 1/K to 1 over the run (``linear``, ``log``, ``exp``
+            schedules) are left out, so the few labels are not memorised early; ``none`` keeps all.
+    """
+
+    weight: float = Field(1.0, ge=0)
+    ratio: int = Field(3, ge=1, le=32)
+    temperature: float = Field(0.4, gt=0, le=1)
+    threshold: float = Field(0.8, ge=0, lt=1)
+    tsa: Literal["none", "linear", "log", "exp"] = "linear"
+
+
 class UnlabeledConfig(Strict):
     """A pool of unlabelled text for a task (labels in the file, if any, are ignored).
 
@@ -119,6 +140,8 @@ class UnlabeledConfig(Strict):
         columns: where the text lives in a row; the task's ``data.columns`` when unset.
         limit: keep a seeded random subset of this many examples.
         self_training: settings of ``polytask self-train``.
+        uda: when set, every training step of the task adds UDA's consistency loss on pool
+            examples and their augmented copies (``tasks[].augment`` makes the copies).
     """
 
     path: str
@@ -126,6 +149,7 @@ class UnlabeledConfig(Strict):
     columns: ColumnsConfig | None = None
     limit: int | None = Field(None, gt=0)
     self_training: SelfTrainingConfig = Field(default_factory=SelfTrainingConfig)
+    uda: UDAConfig | None = None
 
 
 class TaskConfig(Strict):

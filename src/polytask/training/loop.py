@@ -149,6 +149,10 @@ class _Step:
         if not run.all_tasks:  # all-tasks steps add the regulariser once, after surgery
             penalty = run.strategies.penalty(run.unwrapped)
             objective = objective if penalty is None else objective + penalty
+        uda = run.consistency.get(task)
+        if uda is not None:  # UDA: the consistency loss of this step's unlabelled batch
+            objective = objective + uda.loss(lambda b: run.model(task, b), run.state.step, run.pad_id,
+                                             run.accelerator.device)
         run.engine.backward(objective / self.group_len)
         if run.task_grads is not None:
             run.task_grads.take(task)
@@ -201,7 +205,9 @@ def train_step(run: Run, group: list[tuple[str, list[int]]]) -> None:
         # Only the last micro-batch of a step all-reduces gradients (DDP's own sync).
         sync = i == len(group) - 1 and not run.manual_sync
         with run.engine.sync_context(sync), run.accelerator.autocast():
-            loss = tasks[name].loss(_logits(run, name, batch, idx), batch)
+            logits = _logits(run, name, batch, idx)
+            uda = run.consistency.get(name)  # with UDA, training-signal annealing of the labels
+            loss = uda.supervised(logits, batch, state.step) if uda is not None else tasks[name].loss(logits, batch)
             step.batches.append((name, batch, idx))
             held[name] = loss
             if not weighting.needs_all_tasks or len(held) == len(tasks):

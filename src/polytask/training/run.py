@@ -100,6 +100,7 @@ class Run:
     lock: runs.RunLock | None = None
     started: float = 0.0  # perf_counter() when this session's training began
     features_epoch: int = 0  # the epoch the training features are of (augmented copies)
+    consistency: dict[str, Any] = field(default_factory=dict)  # task -> UDA objective
 
     @property
     def tasks(self) -> dict[str, Any]:
@@ -211,6 +212,7 @@ def _build(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool, 
                                    tensorboard="tensorboard" not in tc.report_to),
               metric=metric, greater=_greater_is_better(metric, data), callbacks=trackers + list(callbacks or []),
               lock=lock)
+    run.consistency = _setup_consistency(cfg, data, tokenizer, plan)
     if cfg.multitask.surgery is not None:
         from polytask.multitask.surgery import build_surgery
 
@@ -257,9 +259,31 @@ def _augmented(cfg: ExperimentConfig, data: dict[str, TaskData], epoch: int, tok
     return out
 
 
+def _setup_consistency(cfg: ExperimentConfig, data: dict[str, TaskData], tokenizer: Any, plan: Plan) -> dict:
+    """A UDA objective for every task whose ``unlabeled`` block sets ``uda``."""
+    out = {}
+    for tcfg in cfg.tasks:
+        if tcfg.unlabeled is None or tcfg.unlabeled.uda is None:
+            continue
+        from polytask.augment import build_pipeline
+        from polytask.data.unlabeled import read_unlabeled
+        from polytask.training.consistency import UDA
+
+        task = data[tcfg.name].task
+        pipeline = build_pipeline(tcfg.augment, token_level=task.token_level, field=f"tasks.{tcfg.name}.augment")
+        pipeline.fit(data[tcfg.name].splits["train"])
+        out[tcfg.name] = UDA(task, read_unlabeled(tcfg, task.token_level), tcfg.unlabeled.uda, pipeline, tokenizer,
+                             cfg.train.batch_size, cfg.train.seed, plan.total_steps)
+    return out
+
+
 def _check_augment(cfg: ExperimentConfig, data: dict[str, TaskData]) -> None:
     """Build every ``augment`` pipeline before the model loads: bad ops and missing resources fail now."""
     for tcfg in cfg.tasks:
+        if tcfg.unlabeled is not None and tcfg.unlabeled.uda is not None and tcfg.augment is None:
+            raise ConfigError(f"tasks.{tcfg.name}.unlabeled.uda needs tasks.{tcfg.name}.augment: consistency "
+                              "training compares each unlabelled text with an augmented copy, and augment "
+                              "says how to make it", field=f"tasks.{tcfg.name}.augment")
         if getattr(tcfg, "augment", None) is not None:
             from polytask.augment import build_pipeline
 
