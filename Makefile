@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-fast test-system demo bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The default suite skips the slow system tier (other processes: kill -9 fault injection, a load
+# test through uvicorn, torchrun, Chromium); CI, which has the time, runs it too.
 test: $(STAMP)
 	bash tests/setup_browser.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not system"
+	if [ -n "$$CI" ]; then $(PY) -m pytest -q -m system; fi
+
+test-system: $(STAMP)
+	bash tests/setup_browser.sh
+	$(PY) -m pytest -q -m system
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit
