@@ -77,3 +77,20 @@ def go_online_without_a_route(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(socket, "create_connection", no_route)
+
+
+def ctrl_c_at(monkeypatch: pytest.MonkeyPatch, stop_at: int, total: int | None = None) -> None:
+    """Send SIGINT (what Ctrl-C sends) once the training bar reaches step ``stop_at``; with
+    ``total``, only on the bar of that many steps (not a phase's bar, e.g. contrastive pairs)."""
+    import signal
+
+    from polytask.training import logging as tlog
+
+    original = tlog.Progress.update
+
+    def interrupt(self, step, **kw):  # noqa: ANN001, ANN003, ANN202
+        original(self, step, **kw)
+        if step == stop_at and (total is None or self.total == total):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(tlog.Progress, "update", interrupt)

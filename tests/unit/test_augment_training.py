@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import torch
 
 from polytask.config import parse_config
 from polytask.training import checkpoint as ckpt
-from polytask.training import logging as tlog
 from polytask.training.loop import read_metrics, train
 from polytask.training.run import build_run, epoch_features
+from tests.conftest import ctrl_c_at
 from tests.unit.toy import toy_config, write_toy_jsonl
 
 AUGMENT = {"copies": 1, "p": 1.0, "ops": [{"type": "random_swap", "alpha": 0.3}]}
@@ -39,17 +37,10 @@ def test_augmented_run_resumes_exactly(tmp_path: Path, tiny_encoder_dir: Path, m
     result = train(parse_config(_raw(tmp_path, tiny_encoder_dir, "a")))
     assert result.steps == 32
     expected = ckpt.load_model_state(tmp_path / "a/checkpoints/last")
-    original = tlog.Progress.update
-
-    def interrupt(self, step, **kw):  # noqa: ANN001, ANN003, ANN202
-        original(self, step, **kw)
-        if step == 20:  # in the second epoch: its copies must be rebuilt on resume
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(tlog.Progress, "update", interrupt)
+    ctrl_c_at(monkeypatch, 20)
     raw = _raw(tmp_path, tiny_encoder_dir, "b")
     assert train(parse_config(raw)).interrupted
-    monkeypatch.setattr(tlog.Progress, "update", original)
+    monkeypatch.undo()
     train(parse_config(raw), resume=True)
     got = ckpt.load_model_state(tmp_path / "b/checkpoints/last")
     for k, v in expected.items():

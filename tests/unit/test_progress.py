@@ -26,7 +26,7 @@ def test_startup_summary_and_a_loss_from_the_first_step(
         original(self, step, **kw)
 
     monkeypatch.setattr(tlog.Progress, "update", spy)
-    train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "run", epochs=2)))  # log_every 10
+    train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "run", epochs=2, progress=True)))  # log_every 10; a drawn bar
     summary = notes[0]
     assert "task sent (classification): 64 train, 32 dev examples, 2 labels (neg, pos)" in summary
     assert "16 steps (8 per epoch, one task), device cpu, precision no, 1 process(es)" in summary

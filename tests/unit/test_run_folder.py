@@ -5,8 +5,6 @@ fallback from best to last."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,8 +15,8 @@ import pytest
 from polytask.config import parse_config
 from polytask.errors import CheckpointError, ConfigError
 from polytask.runs import LOCK_FILE, RunLock, load_run
-from polytask.training import logging as tlog
 from polytask.training.loop import read_metrics, train
+from tests.conftest import ctrl_c_at
 from tests.unit.toy import toy_config
 
 
@@ -61,16 +59,9 @@ def test_killed_write_leftovers_are_removed_and_resume_logs_no_duplicates(
     tmp_path: Path, tiny_encoder_dir: Path, toy, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
     cfg = parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "run", epochs=2, log_every=1))
-    original = tlog.Progress.update
-
-    def interrupt(self, step, **kw):  # noqa: ANN001, ANN003, ANN202
-        original(self, step, **kw)
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(tlog.Progress, "update", interrupt)
+    ctrl_c_at(monkeypatch, 5)
     first = train(cfg)
-    monkeypatch.setattr(tlog.Progress, "update", original)
+    monkeypatch.undo()
     # What a kill -9 in the middle of writing a checkpoint leaves, and log lines written after
     # the last checkpoint (step 5) by the killed session.
     leftover = tmp_path / "run/checkpoints/.tmp-last-99999"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,8 @@ import torch
 
 from polytask.config import parse_config
 from polytask.training import checkpoint as ckpt
-from polytask.training import logging as tlog
 from polytask.training.loop import read_metrics, train
+from tests.conftest import ctrl_c_at
 from tests.unit.toy import toy_config, toy_texts, write_toy_jsonl, write_toy_ner
 
 STORE = Path(__file__).with_name("stored_losses.json")
@@ -138,18 +137,11 @@ def test_stored_losses_and_resume(
     expected = ckpt.load_model_state(tmp_path / "a/checkpoints/last")
 
     # Stopped by Ctrl-C at step STOP_AT, then resumed: the very same final weights and dev metrics.
-    original = tlog.Progress.update
-
-    def interrupt(self, step, **kw):  # noqa: ANN001, ANN003, ANN202
-        original(self, step, **kw)
-        if step == STOP_AT and self.total == result.steps:  # the loop's bar, not a phase's
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(tlog.Progress, "update", interrupt)
+    ctrl_c_at(monkeypatch, STOP_AT, total=result.steps)  # the loop's bar, not a phase's
     raw_b = {**raw, "output_dir": str(tmp_path / "b")}
     first = train(parse_config(raw_b))
     assert first.interrupted and first.steps == STOP_AT
-    monkeypatch.setattr(tlog.Progress, "update", original)
+    monkeypatch.undo()
     second = train(parse_config(raw_b), resume=True)
     assert not second.interrupted and second.steps == result.steps
     got = ckpt.load_model_state(tmp_path / "b/checkpoints/last")

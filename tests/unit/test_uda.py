@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,9 @@ import torch
 from polytask.config import parse_config
 from polytask.errors import ConfigError
 from polytask.training import checkpoint as ckpt
-from polytask.training import logging as tlog
 from polytask.training.consistency import consistency_loss, tsa_loss, tsa_threshold
 from polytask.training.loop import read_metrics, train
+from tests.conftest import ctrl_c_at
 from tests.unit.toy import toy_config, toy_texts, write_toy_jsonl
 
 
@@ -73,17 +71,10 @@ def test_uda_trains_and_resumes_exactly(tmp_path: Path, tiny_encoder_dir: Path, 
     assert with_uda[0] != pytest.approx(without[0])  # TSA drops confident examples; UDA moves the weights
     expected = ckpt.load_model_state(tmp_path / "a/checkpoints/last")
 
-    original = tlog.Progress.update
-
-    def interrupt(self, step, **kw):  # noqa: ANN001, ANN003, ANN202
-        original(self, step, **kw)
-        if step == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(tlog.Progress, "update", interrupt)
+    ctrl_c_at(monkeypatch, 5)
     raw_b = {**raw, "output_dir": str(tmp_path / "b")}
     assert train(parse_config(raw_b)).interrupted
-    monkeypatch.setattr(tlog.Progress, "update", original)
+    monkeypatch.undo()
     train(parse_config(raw_b), resume=True)
     got = ckpt.load_model_state(tmp_path / "b/checkpoints/last")
     for k, v in expected.items():

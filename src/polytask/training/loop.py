@@ -243,7 +243,8 @@ def _log_step(run: Run, speed: float, progress: Progress) -> None:
         _notify(run, "on_log", state.step, record)
     # On a CPU the running mean since the last log costs nothing to read; on a GPU reading it
     # every step would stall the queue, so the bar shows the last logged value.
-    shown = run.engine.peek_loss() if run.accelerator.device.type == "cpu" else run.shown_loss
+    live = progress.enabled and run.accelerator.device.type == "cpu"
+    shown = run.engine.peek_loss() if live else run.shown_loss
     progress.update(state.step, loss=shown if shown == shown else run.shown_loss, speed=speed, epoch=state.epoch + 1)
 
 
