@@ -13,6 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 # offline checks answer at once instead of probing the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# train.mixed_precision: auto (the default) resolves to fp32 in tests whatever the CPU, so the stored
+# losses of tests/unit/test_stored_losses.py do not depend on the machine (see polytask.precision).
+os.environ["POLYTASK_PRECISION"] = "fp32"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

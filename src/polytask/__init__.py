@@ -16,6 +16,7 @@ def load(
     device: str | None = None,
     backend: str = "auto",
     num_threads: int | None = None,
+    precision: str = "auto",
 ) -> BasePredictor:
     """Load a finished run (or an ONNX export of one) for prediction:
     ``polytask.load("runs/x").predict(["text"])``.
@@ -27,10 +28,13 @@ def load(
         backend: ``torch``, ``onnx`` (ONNX Runtime, from the ``onnx`` extra), or ``auto`` (``onnx``
             for an export folder, ``torch`` otherwise).
         num_threads: CPU threads for inference; None keeps the library default.
+        precision: ``auto`` (bf16 autocast on a CPU with AMX/AVX512-BF16 or a bf16 GPU, fp32
+            elsewhere), ``no`` (fp32), ``bf16`` or ``fp16``; torch backend only.
     """
     from polytask.serving.predictor import load_predictor
 
-    return load_predictor(run_dir, checkpoint=checkpoint, device=device, backend=backend, num_threads=num_threads)
+    return load_predictor(run_dir, checkpoint=checkpoint, device=device, backend=backend, num_threads=num_threads,
+                          precision=precision)
 
 
 def train(config, output_dir: str | None = None, resume: bool = False, overwrite: bool = False):  # noqa: ANN001, ANN201

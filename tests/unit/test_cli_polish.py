@@ -63,7 +63,7 @@ def test_mixed_precision_no_is_accepted_from_the_command_line_and_the_file(tmp_p
     assert (cfg.train.mixed_precision, cfg.train.cpu, cfg.train.progress) == ("no", True, False)
     raw = apply_overrides({"tasks": [{"name": "a", "type": "classification", "data": {"train": "x"}}]}, ["tasks.a.options.flag=yes"])
     assert parse_config(raw).tasks[0].options == {"flag": True}  # free-form options keep the boolean
-    with pytest.raises(ConfigError, match=r"'train.mixed_precision': Input should be 'no', 'fp16' or 'bf16' \(got 'maybe'\)"):
+    with pytest.raises(ConfigError, match=r"'train.mixed_precision': Input should be 'auto', 'no', 'fp16' or 'bf16' \(got 'maybe'\)"):
         load_config(exp, ["train.mixed_precision=maybe"])
 
 

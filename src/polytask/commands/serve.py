@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[int | None, typer.Option(help="Torch CPU threads for the model (default: torch's choice).")] = None,  # noqa: UP007
         graceful_timeout: Annotated[float | None, typer.Option(help="Seconds open requests get at shutdown; the rest are answered 503 (default: no limit).")] = None,  # noqa: UP007
         log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+        precision: Annotated[str, typer.Option(help="auto (bf16 autocast on a CPU with AMX/AVX512-BF16 or a bf16 GPU, fp32 elsewhere), no (fp32), bf16, fp16.")] = "auto",
     ) -> None:
         """Serve a trained run over HTTP: POST /predict, GET /health, GET /metadata, /docs."""
         from polytask.serving import server
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
             key = "with an API key" if api_key else "without an API key"
             server.serve(run, host=host, port=port, checkpoint=checkpoint, limits=limits, device=device,
                          threads=threads, graceful_timeout=graceful_timeout, log_level=log_level,
-                         api_key=api_key,
+                         api_key=api_key, precision=precision,
                          on_ready=lambda: console.print(
                              f"serving {run} on http://{host}:{port} {key} (API docs at /docs; Ctrl-C stops)"))
         except PolytaskError as exc:

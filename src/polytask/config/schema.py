@@ -334,7 +334,7 @@ class TrainConfig(Strict):
     metric: str | None = None
     bucket_by_length: bool = True
     log_every: int = Field(10, gt=0)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     cpu: bool = False
     progress: bool = True
     report_to: list[str] = Field(default_factory=list)  # live trackers: tensorboard, mlflow, wandb

@@ -9,6 +9,7 @@ import torch
 from polytask.data.batching import bucket_batches
 from polytask.data.example import Example
 from polytask.multitask.model import PolytaskModel
+from polytask.precision import autocast
 from polytask.tasks.base import Features, Task
 
 
@@ -26,6 +27,7 @@ def predict_features(
     batch_size: int = 64,
     device: torch.device | None = None,
     with_loss: bool = False,
+    precision: str = "no",
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Predict several tasks with one encoder pass per batch, in the input order.
 
@@ -36,10 +38,12 @@ def predict_features(
         tasks: the tasks to answer, by name; all must accept the same features.
         features: encoded inputs (from any one of the tasks' ``encode``).
         with_loss: also return each task's mean loss (features must carry labels).
+        precision: ``no`` (fp32), ``bf16`` or ``fp16``: the encoder runs under that autocast
+            (``polytask.precision``; resolved, not ``auto``).
     Returns:
         predictions per task (one dict per feature) and losses per task (empty without labels).
     """
-    device = device or next(model.parameters()).device
+    device = torch.device(device or next(model.parameters()).device)
     was_training = model.training
     model.eval()
     names = list(tasks)
@@ -50,7 +54,8 @@ def predict_features(
         for idx in bucket_batches(lengths, batch_size, shuffle=False):
             first = tasks[names[0]]
             batch = move(first.collate([features[i] for i in idx], pad_token_id), device)
-            logits = model.forward_all(batch, names)
+            with autocast(precision, device.type):
+                logits = model.forward_all(batch, names)
             for n in names:
                 for i, pred in zip(idx, tasks[n].decode(logits[n], batch), strict=True):
                     out[n][i] = pred
@@ -71,12 +76,13 @@ def evaluate_task(
     batch_size: int = 64,
     device: torch.device | None = None,
     features: list[Features] | None = None,
+    precision: str = "no",
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Metrics (plus ``loss``) of one task on labelled examples, and the predictions."""
     if features is None:
         features = [task.encode(ex, tokenizer) for ex in examples]
     preds, losses = predict_features(
-        model, {task.name: task}, features, pad_token_id, batch_size, device, with_loss=True
+        model, {task.name: task}, features, pad_token_id, batch_size, device, with_loss=True, precision=precision
     )
     metrics = task.metrics(preds[task.name], examples)
     metrics["loss"] = losses[task.name]

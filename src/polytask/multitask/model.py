@@ -75,7 +75,17 @@ class PolytaskModel(nn.Module):
         return self.encoder(**{k: batch[k] for k in ENCODER_INPUTS if k in batch})
 
     def head_forward(self, task: str, enc: EncoderOutput) -> torch.Tensor:
-        """Logits of ``task`` from the shared encoder's output (through its tower, if any)."""
+        """Logits of ``task`` from the shared encoder's output (through its tower, if any).
+
+        Under bf16/fp16 autocast the encoder runs in low precision but the heads (and towers) run
+        in fp32 on fp32 states: they cost little, and regression outputs and the CRF's scores keep
+        their precision.
+        """
+        device = enc.token_states.device.type
+        if torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self.head_forward(task, EncoderOutput(
+                    token_states=enc.token_states.float(), mask=enc.mask, pooled=enc.pooled.float()))
         if task in self.towers:
             enc = self.towers[task](enc)
         return self.heads[task](enc)

@@ -61,7 +61,7 @@ class PretrainConfig(Strict):
     seed: int = 42
     limit: int | None = Field(None, gt=0)
     log_every: int = Field(10, gt=0)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     cpu: bool = False
     progress: bool = True
     stream: bool = False

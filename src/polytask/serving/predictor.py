@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from polytask import precision as precisions
 from polytask.data.example import Example
 from polytask.errors import ConfigError, DataError
 from polytask.runs import LoadedRun, load_run
@@ -158,15 +159,23 @@ class Predictor(BasePredictor):
         batch_size: examples per forward pass.
         num_threads: ``torch.set_num_threads`` for this process (None leaves torch's default;
             the setting is process-wide, as in torch).
+        precision: ``auto`` (bf16 autocast where the device computes bf16 natively, fp32
+            elsewhere; see ``polytask.precision``), ``no`` (fp32), ``bf16`` or ``fp16``. The
+            weights stay fp32; the resolved choice is the ``precision`` attribute.
     """
 
     def __init__(
-        self, run: LoadedRun, device: str | None = None, batch_size: int = 64, num_threads: int | None = None
+        self, run: LoadedRun, device: str | None = None, batch_size: int = 64, num_threads: int | None = None,
+        precision: str = "auto",
     ):
         super().__init__(run.tasks, run.model.encoder.tokenizer, batch_size)
         self.run = run
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = run.model.to(self.device).eval()
+        if precision not in precisions.CHOICES:
+            raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(precisions.CHOICES)}",
+                              field="precision")
+        self.precision = precisions.resolve(precision, self.device.type)
         if num_threads is not None:
             if num_threads < 1:
                 raise ConfigError(f"num_threads must be 1 or more, got {num_threads}", field="num_threads")
@@ -180,18 +189,21 @@ class Predictor(BasePredictor):
         device: str | None = None,
         batch_size: int = 64,
         num_threads: int | None = None,
+        precision: str = "auto",
     ) -> BasePredictor:
         """The PyTorch predictor of a run, or the ONNX one when ``run_dir`` is an ONNX export."""
         from polytask.serving.onnx_backend import is_onnx_export
 
         if is_onnx_export(run_dir):
             return load_predictor(run_dir, checkpoint, device, "onnx", batch_size, num_threads)
-        return cls(load_run(run_dir, checkpoint), device=device, batch_size=batch_size, num_threads=num_threads)
+        return cls(load_run(run_dir, checkpoint), device=device, batch_size=batch_size, num_threads=num_threads,
+                   precision=precision)
 
     def _logits(self, batch: dict[str, Any], names: list[str]) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
             moved = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            return self.model.forward_all(moved, names)  # {task: (B, C) or (B, T, C)}
+            with precisions.autocast(self.precision, self.device.type):
+                return self.model.forward_all(moved, names)  # {task: (B, C) or (B, T, C)}; heads in fp32
 
 
 def load_predictor(
@@ -201,6 +213,7 @@ def load_predictor(
     backend: str = "auto",
     batch_size: int = 64,
     num_threads: int | None = None,
+    precision: str = "auto",
 ) -> BasePredictor:
     """A predictor for a run directory or an ONNX export folder.
 
@@ -214,6 +227,8 @@ def load_predictor(
         batch_size: inputs per forward pass.
         num_threads: CPU threads (torch's ``set_num_threads``, or ONNX Runtime's intra-op threads);
             None keeps the library default.
+        precision: the torch backend's ``auto``/``no``/``bf16``/``fp16`` (see ``Predictor``); the
+            ONNX backend runs its exported fp32 (or int8) graph whatever this says.
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}", field="backend")
@@ -228,7 +243,8 @@ def load_predictor(
                 "run directory it was exported from for the torch backend",
                 field="backend",
             )
-        return Predictor(load_run(path, checkpoint), device=device, batch_size=batch_size, num_threads=num_threads)
+        return Predictor(load_run(path, checkpoint), device=device, batch_size=batch_size, num_threads=num_threads,
+                         precision=precision)
     return OnnxPredictor.from_path(path, checkpoint, device=device, batch_size=batch_size, num_threads=num_threads)
 
 

@@ -907,6 +907,7 @@ def serve(
     log_level: str = "info",
     api_key: str | None = None,
     on_ready: Any = None,
+    precision: str = "auto",
 ) -> None:
     """Load a run and serve it until SIGTERM or Ctrl-C (then answer open requests and exit).
 
@@ -924,6 +925,8 @@ def serve(
         api_key: require this key on every request but ``/health`` and the docs (default: the
             ``POLYTASK_API_KEY`` environment variable; unset or empty there: no key).
         on_ready: called with no argument once the address is bound and the run loaded.
+        precision: ``auto`` (bf16 autocast where the device computes bf16 natively), ``no``
+            (fp32), ``bf16`` or ``fp16`` (``polytask.load``'s).
     """
     require_serving()
     import torch
@@ -938,7 +941,7 @@ def serve(
         api_key = os.environ.get(API_KEY_ENV) or None
     limits = limits or Limits()
     check_address(host, port)
-    predictor = polytask.load(str(run_dir), checkpoint=checkpoint, device=device)
+    predictor = polytask.load(str(run_dir), checkpoint=checkpoint, device=device, precision=precision)
     app = create_app(predictor, limits, api_key=api_key)
     sock = bind_socket(host, port)  # ours, so a taken port is one clear line, not uvicorn's log
     try:

@@ -23,6 +23,7 @@ from polytask import runs
 from polytask.config.schema import ExperimentConfig
 from polytask.evaluation.evaluate import evaluate_task, move
 from polytask.io import write_json
+from polytask.precision import label as precision_label
 from polytask.training import checkpoint as ckpt
 from polytask.training import schedule
 from polytask.training.gradients import top_shared_parameters
@@ -53,6 +54,7 @@ class TrainResult:
     interrupted: bool = False
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    precision: str = "no"  # what the steps ran in: no (fp32), bf16 or fp16 (train.mixed_precision resolved)
 
 
 def train(
@@ -86,7 +88,7 @@ def _train(run: Run, resume: bool) -> TrainResult:
         restore(run, resume_checkpoint(cfg, run.run_dir))
     build_feature_cache(run)
     state, plan = run.state, run.plan
-    result = TrainResult(run.run_dir, run.metric, None, None, 0)
+    result = TrainResult(run.run_dir, run.metric, None, None, 0, precision=run.accelerator.mixed_precision)
     progress = Progress(plan.total_steps, enabled=run.main and cfg.train.progress, start=state.step,
                         epoch=state.epoch + 1)
     progress.note(startup_summary(run))
@@ -261,7 +263,10 @@ def startup_summary(run: Run) -> str:
                      f"{len(td.splits['dev'])} dev examples{shown}")
     plan, acc = run.plan, run.accelerator
     lines.append(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch, {plan.mode.replace('_', ' ')}), "
-                 f"device {acc.device}, precision {acc.mixed_precision}, {acc.num_processes} process(es)"
+                 f"device {acc.device}, precision {precision_label(acc.mixed_precision)}"
+                 + (f" (train.mixed_precision: {run.cfg.train.mixed_precision})"
+                    if run.cfg.train.mixed_precision == "auto" else "")
+                 + f", {acc.num_processes} process(es)"
                  + (f"; resuming at step {run.state.step}" if run.state.step else ""))
     return "\n".join(lines)
 
@@ -282,7 +287,8 @@ def evaluate(run: Run) -> dict[str, float]:
     tc = run.cfg.train
     for name, td in run.data.items():
         m, _ = evaluate_task(run.unwrapped, td.task, td.splits["dev"], run.tokenizer, run.pad_id,
-                             tc.eval_batch_size, run.accelerator.device, features=run.feats[name]["dev"])
+                             tc.eval_batch_size, run.accelerator.device, features=run.feats[name]["dev"],
+                             precision=run.accelerator.mixed_precision)
         metrics.update({f"{name}/{k}": v for k, v in m.items()})
     primaries = [metrics[f"{n}/{td.task.config.metric or td.task.default_metric}"] for n, td in run.data.items()]
     metrics["average"] = float(sum(primaries) / len(primaries))
@@ -317,7 +323,8 @@ def save(run: Run, which: str, metrics: dict[str, float]) -> None:
     if run.main:
         weights = run.strategies.checkpoint_state(run.unwrapped, run.unwrapped.state_dict())
         meta = {"config": run.cfg.model_dump(mode="json"), "tasks": {n: t.state() for n, t in run.tasks.items()},
-                "encoder_type": run.cfg.encoder.type, "step": state.step, "metrics": metrics}
+                "encoder_type": run.cfg.encoder.type, "step": state.step, "metrics": metrics,
+                "precision": run.accelerator.mixed_precision}
         extra = {}
         if which == "last":
             extra = {"optimizer": run.engine.optimizer,
@@ -342,7 +349,8 @@ def test_metrics(run: Run) -> dict[str, float]:
     for name, td in run.data.items():
         if "test" in td.splits:
             m, _ = evaluate_task(run.unwrapped, td.task, td.splits["test"], run.tokenizer, run.pad_id,
-                                 tc.eval_batch_size, run.accelerator.device, features=run.feats[name]["test"])
+                                 tc.eval_batch_size, run.accelerator.device, features=run.feats[name]["test"],
+                                 precision=run.accelerator.mixed_precision)
             out.update({f"{name}/{k}": v for k, v in m.items()})
     return out
 

@@ -21,7 +21,7 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
-from polytask import runs
+from polytask import precision, runs
 from polytask.config.loader import dump_config, parse_config
 from polytask.config.schema import ExperimentConfig
 from polytask.errors import CheckpointError, ConfigError
@@ -127,7 +127,10 @@ def make_accelerator(**kwargs: Any) -> Accelerator:
     Accelerate keeps process-wide state and refuses a second Accelerator whose ``cpu`` or
     ``mixed_precision`` differs (a notebook training twice, a test suite). Without a distributed
     launch that state holds nothing worth keeping, so it is rebuilt; under one, the error stands.
+    ``mixed_precision="auto"`` is resolved here for the device (``polytask.precision``).
     """
+    if kwargs.get("mixed_precision") == "auto":
+        kwargs["mixed_precision"] = precision.resolve("auto", precision.device_type(cpu=kwargs.get("cpu", False)))
     try:
         return Accelerator(**kwargs)
     except ValueError as exc:
