@@ -65,13 +65,19 @@ class CNNEncoder(WordEncoder):
         token_type_ids: torch.Tensor | None = None,  # (B, T), unused: [SEP] marks the pair's border
     ) -> EncoderOutput:
         x = self.embed(input_ids, attention_mask).transpose(1, 2)  # (B, D, T)
-        outs = []
+        # Every width in one convolution: each filter bank is zero-padded to the widest kernel,
+        # placed so that its "same" padding (the extra column of an even width on the right) is
+        # kept, and the banks are stacked. One oneDNN call instead of one per width; the result
+        # is the per-width convolutions' exactly (the zeros add nothing).
+        widest = max(conv.kernel_size[0] for conv in self.convs)
+        weights, biases = [], []
         for conv in self.convs:
             k = conv.kernel_size[0]
-            # "same" padding, the extra column of an even width on the right.
-            padded = F.pad(x, ((k - 1) // 2, k // 2))  # (B, D, T + k - 1)
-            outs.append(F.relu(conv(padded)))  # (B, F, T)
-        states = torch.cat(outs, dim=1).transpose(1, 2)  # (B, T, K * F)
+            left = (widest - 1) // 2 - (k - 1) // 2
+            weights.append(F.pad(conv.weight, (left, widest - k - left)))  # (F, D, widest)
+            biases.append(conv.bias)
+        padded = F.pad(x, ((widest - 1) // 2, widest // 2))  # (B, D, T + widest - 1)
+        states = F.relu(F.conv1d(padded, torch.cat(weights), torch.cat(biases))).transpose(1, 2)  # (B, T, K * F)
         states = states * attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = masked_max(states, attention_mask) if self.pooling == "max" else mean_pool(states, attention_mask)
         return EncoderOutput(token_states=states, mask=attention_mask, pooled=pooled)
