@@ -145,3 +145,17 @@ def test_the_predictor_runs_in_the_precision_asked(
         assert max(abs(g["probs"][k] - e["probs"][k]) for k in e["probs"]) < 0.05
     with pytest.raises(ConfigError, match="unknown precision 'fp64'"):
         polytask.load(str(tmp_path / "run"), device="cpu", precision="fp64")
+
+
+def test_pretraining_resolves_auto_too(tmp_path: Path, tiny_encoder_dir: Path, no_override: pytest.MonkeyPatch) -> None:
+    from polytask.pretrain import pretrain_mlm
+
+    no_override.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(f"the cat sat on mat number {i} ." for i in range(40)) + "\n")
+    result = pretrain_mlm({"encoder": str(tiny_encoder_dir), "text": str(text), "output_dir": str(tmp_path / "out"),
+                           "batch_size": 8, "max_length": 16, "max_steps": 2, "progress": False, "cpu": True})
+    assert result.precision == "bf16"
+    assert "precision bf16 autocast (mixed_precision: auto)" in result.notes
+    saved = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
+    assert saved["precision"] == "bf16"

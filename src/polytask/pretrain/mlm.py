@@ -37,6 +37,7 @@ from polytask.data.batching import bucket_batches
 from polytask.errors import ConfigError, DataError
 from polytask.evaluation.evaluate import move
 from polytask.io import write_dir, write_json
+from polytask.precision import label as precision_label
 from polytask.pretrain.config import PretrainConfig, load_pretrain_config, parse_pretrain_config
 from polytask.pretrain.corpus import corpus_errors, iter_texts, read_corpus, stream_corpus
 from polytask.runs import CHECKPOINTS_DIR, METRICS_FILE, RESULTS_FILE
@@ -78,6 +79,7 @@ class PretrainResult:
     examples_per_second: float = 0.0
     stream: bool = False
     notes: list[str] = field(default_factory=list)
+    precision: str = "no"  # what the steps ran in: no (fp32), bf16 or fp16 (mixed_precision resolved)
 
 
 def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, overwrite: bool = False,
@@ -128,6 +130,7 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
     logger = MetricsLogger(out, enabled=accelerator.is_main_process)
     progress = Progress(total_steps, enabled=accelerator.is_main_process and cfg.progress)
     notes.append(corpus.note(total_steps))
+    notes.append(f"precision {precision_label(accelerator.mixed_precision)} (mixed_precision: {cfg.mixed_precision})")
     for line in notes:
         progress.note(line)
 
@@ -146,6 +149,7 @@ def pretrain_mlm(config: PretrainConfig | dict[str, Any] | str | os.PathLike, ov
         steps=step, train_texts=corpus.train_texts, eval_texts=len(corpus.eval_texts),
         train_sequences=corpus.train_sequences(seen), seconds=seconds,
         examples_per_second=seen / max(seconds, 1e-9), stream=cfg.stream, notes=notes,
+        precision=accelerator.mixed_precision,
     )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
