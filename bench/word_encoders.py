@@ -218,16 +218,21 @@ def main() -> None:
                 results[encoder][system].append(res)
                 print(f"round {r + 1} {encoder:6s} {system:16s} {res['examples_per_second']:7.1f} ex/s  "
                       f"acc {res['accuracy']:.4f}  ({res['precision']})", flush=True)
-    print(f"\n| encoder | system | examples/s (median of {args.rounds}) | vs bare | dev accuracy | tokens per epoch |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n| encoder | system | examples/s (median of {args.rounds}) | vs bare | tokens/s vs bare "
+          "| dev accuracy | tokens per epoch |")
+    print("|---|---|---|---|---|---|---|")
     summary = {}
     for encoder, by_system in results.items():
         bare = statistics.median(r["examples_per_second"] for r in by_system["bare"])
+        bare_tokens = statistics.median(r["tokens"] / r["seconds"] for r in by_system["bare"])
         for system, rows in by_system.items():
             speed = statistics.median(r["examples_per_second"] for r in rows)
+            tokens = statistics.median(r["tokens"] / r["seconds"] for r in rows)  # padding counted
             acc = statistics.median(r["accuracy"] for r in rows)
-            summary[f"{encoder}/{system}"] = {"examples_per_second": speed, "vs_bare": speed / bare, "accuracy": acc}
-            print(f"| {encoder} | {system} | {speed:.1f} | {speed / bare:.2f}x | {acc:.4f} | {rows[0]['tokens']} |")
+            summary[f"{encoder}/{system}"] = {"examples_per_second": speed, "vs_bare": speed / bare,
+                                              "tokens_vs_bare": tokens / bare_tokens, "accuracy": acc}
+            print(f"| {encoder} | {system} | {speed:.1f} | {speed / bare:.2f}x | {tokens / bare_tokens:.2f}x | "
+                  f"{acc:.4f} | {rows[0]['tokens']} |")
     (REPO / "bench" / "results").mkdir(exist_ok=True)
     (REPO / "bench" / "results" / "word_encoders.json").write_text(
         json.dumps({"args": vars(args), "runs": results, "summary": summary}, indent=2), encoding="utf-8")
