@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,15 +75,42 @@ class BiLSTMEncoder(WordEncoder):
         # pack_padded_sequence wants the lengths on the CPU; an empty row still gets one step.
         lengths = attention_mask.sum(1).clamp(min=1).cpu()  # (B,)
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, (h_n, _c_n) = self.lstm(packed)  # h_n: (layers * 2, B, hidden), in input order
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=input_ids.shape[1])  # (B, T, 2h)
+        layers = None
+        if self.keep_layers:
+            layers, h_n = self._layer_by_layer(packed, input_ids.shape[1])
+            layers.insert(0, x)  # the embeddings (D wide, not 2h: no head can read them)
+            states = layers[-1]
+        else:
+            out, (h_n, _c_n) = self.lstm(packed)  # h_n: (layers * 2, B, hidden), in input order
+            states, _ = pad_packed_sequence(out, batch_first=True, total_length=input_ids.shape[1])  # (B, T, 2h)
         if self.pooling == "max":
             pooled = masked_max(states, attention_mask)
         elif self.pooling == "mean":
             pooled = mean_pool(states, attention_mask)
         else:  # cls: last layer's final forward and backward states
             pooled = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2h)
-        return EncoderOutput(token_states=states, mask=attention_mask, pooled=pooled)
+        return EncoderOutput(token_states=states, mask=attention_mask, pooled=pooled, layers=layers)
+
+    def _layer_by_layer(self, packed: Any, width: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The stacked LSTM run one layer at a time with its own weights (``nn.LSTM`` returns
+        the top layer only): each layer's states (B, T, 2h), and h_n (layers * 2, B, hidden).
+        Same computation as ``self.lstm``, dropout between layers included."""
+        o: BiLSTMOptions = self.options
+        one = nn.LSTM(self.lstm.input_size, o.hidden_size, bidirectional=True, batch_first=True)
+        states, finals, inp = [], [], packed
+        for k in range(o.num_layers):
+            if k:
+                one = nn.LSTM(2 * o.hidden_size, o.hidden_size, bidirectional=True, batch_first=True)
+            params = {f"{n}_l0{sfx}": getattr(self.lstm, f"{n}_l{k}{sfx}")
+                      for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for sfx in ("", "_reverse")}
+            out, (h_n, _c) = torch.func.functional_call(one.to(packed.data.device), params, (inp,))
+            finals.append(h_n)
+            padded, _ = pad_packed_sequence(out, batch_first=True, total_length=width)  # (B, T, 2h)
+            states.append(padded)
+            if k < o.num_layers - 1 and o.layer_dropout and self.training:
+                out = out._replace(data=nn.functional.dropout(out.data, o.layer_dropout, True))
+            inp = out
+        return states, torch.cat(finals, 0)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """[embeddings, LSTM layer 0 (both directions), ..., LSTM layer N-1]."""
