@@ -218,3 +218,39 @@ def test_from_layer_head_reads_the_stated_bilstm_layer(tmp_path: Path) -> None:
                                                           total_length=ids.shape[1])
         torch.testing.assert_close(layered.layers[1], first)
         assert not torch.allclose(layered.layers[1], layered.layers[3])
+
+
+def test_refinement_starts_each_task_from_the_joint_encoder(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    from polytask.procedures.refine import refine_config
+    from polytask.training import checkpoint as ckpt
+
+    raw = _config(tmp_path, tiny_encoder_dir, {"refine": True}, max_steps=3)
+    cfg = parse_config(raw)
+    seen: dict[str, dict[str, torch.Tensor]] = {}
+    real = build_run
+
+    def spy(sub, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        run = real(sub, *a, **k)
+        if sub.transfer.init_from:  # a refinement run: its encoder as it starts
+            seen[sub.tasks[0].name] = {n: v.detach().clone() for n, v in run.unwrapped.encoder.state_dict().items()}
+        return run
+
+    import polytask.training.loop as L
+    L.build_run, saved = spy, L.build_run
+    try:
+        result = loop.train(cfg)
+    finally:
+        L.build_run = saved
+    assert set(result.refined) == {"sent", "ner"} and set(seen) == {"sent", "ner"}
+    joint = ckpt.load_tensors(Path(cfg.output_dir) / "checkpoints/best/model.safetensors")
+    fresh = real(refine_config(cfg, "sent", Path(tmp_path / "elsewhere")).model_copy(
+        update={"transfer": cfg.transfer, "output_dir": str(tmp_path / "fresh")}))
+    fresh.lock.release()
+    for task, weights in seen.items():
+        for name, value in weights.items():
+            torch.testing.assert_close(value, joint[f"encoder.{name}"])  # the joint run's encoder
+        assert any(not torch.equal(v, fresh.unwrapped.encoder.state_dict()[n]) for n, v in weights.items())
+        assert len(result.refined[task]["dev"]) > 0
+        assert Path(result.refined[task]["run_dir"]) == Path(cfg.output_dir) / "refine" / task
+    saved_results = __import__("json").loads((Path(cfg.output_dir) / "results.json").read_text())
+    assert set(saved_results["refined"]) == {"sent", "ner"}

@@ -53,6 +53,7 @@ class TrainResult:
     interrupted: bool = False
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    refined: dict[str, dict[str, Any]] = field(default_factory=dict)  # multitask.refine: task -> its run
 
 
 def train(
@@ -74,10 +75,19 @@ def train(
     """
     run = build_run(cfg, output_dir, resume, overwrite, callbacks)
     try:
-        return _train(run, resume)
+        result = _train(run, resume)
     finally:
         if run.lock is not None:
             run.lock.release()
+    if cfg.multitask.refine and len(cfg.tasks) > 1 and not result.interrupted:
+        # MT-DNN: each task fine-tuned alone from the joint encoder.
+        from polytask.procedures.refine import refine
+
+        result.refined = refine(cfg, result.run_dir, callbacks)
+        if run.main:
+            write_json(result.run_dir / runs.RESULTS_FILE,
+                       {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()})
+    return result
 
 
 def _train(run: Run, resume: bool) -> TrainResult:
