@@ -326,6 +326,9 @@ def startup_summary(run: Run) -> str:
         extra = f" ({len(td.splits['train'])} + augmented copies)" if n_train != len(td.splits["train"]) else ""
         lines.append(f"task {name} ({td.task.registry_name}): {n_train} train{extra}, "
                      f"{len(td.splits['dev'])} dev examples{shown}")
+    for stream in run.streams.values():
+        lines.append(f"tasks {', '.join(stream.tasks)} share their inputs: one pass over {len(stream.rows)} "
+                     "training examples, every head and loss on it (multitask.shared_inputs)")
     plan, acc = run.plan, run.accelerator
     lines.append(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch, {plan.mode.replace('_', ' ')}), "
                  f"device {acc.device}, precision {acc.mixed_precision}, {acc.num_processes} process(es)"
