@@ -23,6 +23,23 @@ metric (single). Also training seconds and the size of the saved weights.
 
 Run: .venv/bin/python bench/multitask.py [--seeds 1 2 3] [--limit 1000] [--epochs 2]
 Writes bench/results/multitask-<device>.json and prints the Markdown table for BENCHMARKS.md.
+
+``--suite conll`` (issue 19): CoNLL-2003 labels POS, chunk and NER on the same tokens (columns
+1, 2, 3). Arms, each over the seeds, in an order rotated per seed:
+
+- ``ner``: NER alone;
+- ``ner_pos_chunk``: NER + POS + chunk as three tasks on the same file, so one stream
+  (``multitask.shared_inputs: auto``): one encoder pass per batch, the three losses summed; the
+  best checkpoint is chosen by NER F1, as for ``ner``;
+- ``ner_pos_chunk_low``: the same with lower-layer supervision (POS reads layer 2, chunk layer 4
+  of MiniLM's 6; Sogaard & Goldberg 2016);
+- ``ner_pos_chunk+refine``: NER fine-tuned alone from the ``ner_pos_chunk`` run's encoder
+  (MT-DNN refinement), its wall time added to the joint run's.
+
+Reported: NER dev entity F1 (on the first ``--dev-sentences`` of valid.txt), paired gains over
+``ner``, training seconds (the training session less the time spent in dev evaluation, which grows
+with the task count; set-up, which tokenises each task's data, is outside it) and whole wall
+seconds, with ratios to ``ner`` paired by seed.
 """
 
 from __future__ import annotations
@@ -100,8 +117,112 @@ def run(name: str, task_list: list[dict], multitask: dict, args: argparse.Namesp
     return {"scores": scores, "seconds": wall, "bytes": size, "steps": result.steps}
 
 
+def conll_tasks(limit: int, dev: Path, low: bool) -> list[dict]:
+    data = {"train": str(DATA / "conll2003/train.txt"), "dev": str(dev), "format": "conll", "limit": limit}
+    out = [{"name": "ner", "type": "token_classification", "data": {**data, "columns": {"tokens": 0, "tags": 3}}}]
+    for name, col, layer in (("pos", 1, 2), ("chunk", 2, 4)):
+        # Rare POS/chunk tags of dev may be absent from a small training subset: those dev
+        # sentences leave these tasks' scores only (NER is scored on every dev sentence).
+        out.append({"name": name, "type": "token_classification",
+                    "data": {**data, "columns": {"tokens": 0, "tags": col}, "unseen_labels": "skip"},
+                    **({"from_layer": layer} if low else {})})
+    return out
+
+
+def dev_subset(n: int, folder: Path) -> Path:
+    """The first ``n`` sentences of CoNLL valid.txt, written outside the project (a bench temp)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    blocks = (DATA / "conll2003/valid.txt").read_text(encoding="utf-8").split("\n\n")
+    path = folder / f"valid-{n}.txt"
+    path.write_text("\n\n".join(b for b in blocks[: n + 1] if b.strip()) + "\n", encoding="utf-8")
+    return path
+
+
+def conll_main(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from polytask.config import parse_config
+    from polytask.procedures.refine import refine_config
+    from polytask.training import loop
+
+    spent = {"eval": 0.0}
+    evaluate = loop.evaluate
+
+    def timed(run):  # noqa: ANN001, ANN202
+        t0 = time.perf_counter()
+        try:
+            return evaluate(run)
+        finally:
+            spent["eval"] += time.perf_counter() - t0
+
+    loop.evaluate = timed
+    dev = dev_subset(args.dev_sentences, Path(tempfile.gettempdir()) / "polytask-bench-conll")
+
+    def one(name: str, task_list: list[dict], seed: int, cfg_raw: dict | None = None) -> dict:
+        raw = cfg_raw or {
+            "name": name, "tasks": task_list,
+            "train": {"epochs": args.epochs, "batch_size": 16, "lr": args.lr, "warmup_ratio": 0.1, "seed": seed,
+                      "max_length": 128, "progress": False, "metric": "ner/f1"},
+        }
+        cfg = parse_config(raw) if isinstance(raw, dict) else raw
+        spent["eval"] = 0.0
+        t0 = time.perf_counter()
+        result = loop.train(cfg, output_dir=args.out / f"{name}-seed{seed}", overwrite=True)
+        wall = time.perf_counter() - t0
+        # train: the training session (result.seconds starts after the run is built: data read,
+        # tokenised, model loaded) less dev evaluation; wall: everything, set-up included.
+        return {"f1": result.best_metric, "wall": wall, "train": result.seconds - spent["eval"], "steps": result.steps,
+                "run_dir": result.run_dir, "cfg": cfg}
+
+    arms = ["ner", "ner_pos_chunk", "ner_pos_chunk_low"]
+    records: list[dict] = []
+    for s_i, seed in enumerate(args.seeds):
+        order = arms[s_i % len(arms):] + arms[: s_i % len(arms)]
+        for arm in order:
+            tl = conll_tasks(args.limit, dev, low=arm.endswith("_low"))
+            r = one(arm, tl[:1] if arm == "ner" else tl, seed)
+            rec = {"arm": arm, "seed": seed, **{k: r[k] for k in ("f1", "wall", "train", "steps")}}
+            records.append(rec)
+            print(json.dumps(rec), flush=True)
+            if arm == "ner_pos_chunk" and args.refine:
+                sub = refine_config(r["cfg"], "ner", r["run_dir"])
+                q = one("ner_pos_chunk+refine", [], seed, sub)
+                rec = {"arm": "ner_pos_chunk+refine", "seed": seed, "f1": q["f1"], "wall": r["wall"] + q["wall"],
+                       "train": r["train"] + q["train"], "steps": r["steps"] + q["steps"]}
+                records.append(rec)
+                print(json.dumps(rec), flush=True)
+
+    base = {r["seed"]: r for r in records if r["arm"] == "ner"}
+    lines = ["| arm | NER dev F1 (mean ± sd) | gain vs ner (paired mean; seeds better) | train s (mean) "
+             "| train time / ner (paired median) | wall s (mean) | wall / ner (paired median) |",
+             "|---|---|---|---|---|---|---|"]
+    for arm in [*arms, "ner_pos_chunk+refine"]:
+        rows = [r for r in records if r["arm"] == arm]
+        if not rows:
+            continue
+        f1 = [r["f1"] for r in rows]
+        gains = [r["f1"] - base[r["seed"]]["f1"] for r in rows]
+        sd = statistics.stdev(f1) if len(f1) > 1 else 0.0
+        gain = "" if arm == "ner" else f"{statistics.mean(gains):+.4f} ({sum(g > 0 for g in gains)}/{len(gains)})"
+        tr = statistics.median(r["train"] / base[r["seed"]]["train"] for r in rows)
+        wr = statistics.median(r["wall"] / base[r["seed"]]["wall"] for r in rows)
+        lines.append(f"| {arm} | {statistics.mean(f1):.4f} ± {sd:.4f} | {gain} | "
+                     f"{statistics.mean(r['train'] for r in rows):.1f} | {tr:.2f}x | "
+                     f"{statistics.mean(r['wall'] for r in rows):.1f} | {wr:.2f}x |")
+    table = "\n".join(lines)
+    print(table)
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (args.results or out / "multitask-conll-cpu.json").write_text(json.dumps(
+        {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+         "records": records, "table": table}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=["glue", "conll"], default="glue")
+    ap.add_argument("--dev-sentences", type=int, default=500, help="conll: dev sentences scored")
+    ap.add_argument("--refine", action="store_true", help="conll: add the refinement arm")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--limit", type=int, default=1000, help="examples per split and task")
     ap.add_argument("--epochs", type=float, default=2)
@@ -110,6 +231,9 @@ def main() -> None:
     ap.add_argument("--results", type=Path, help="results JSON (default bench/results/multitask-<cpu|gpu>.json)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "runs" / "multitask")
     args = ap.parse_args()
+    if args.suite == "conll":
+        conll_main(args)
+        return
 
     import torch
 

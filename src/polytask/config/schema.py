@@ -166,6 +166,9 @@ class TaskConfig(Strict):
         options: type-specific options (e.g. ``threshold`` for multilabel), checked by the type.
         augment: augmentation of the training set (see ``AugmentConfig``); never dev or test.
         unlabeled: a pool of unlabelled text (see ``UnlabeledConfig``).
+        from_layer: the head reads the token states after encoder layer k (1 = the lowest)
+            instead of the top (Sogaard & Goldberg, ACL 2016: low-level tasks supervised at
+            lower layers); transformer and stacked BiLSTM encoders.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -176,6 +179,7 @@ class TaskConfig(Strict):
     metric: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     task_layers: int = Field(0, ge=0, le=6)
+    from_layer: int | None = Field(None, ge=1)
     augment: AugmentConfig | None = None
     unlabeled: UnlabeledConfig | None = None
 
@@ -291,12 +295,20 @@ class MultitaskConfig(Strict):
             until the largest task has been seen once, smaller tasks start again in a new seeded
             order). Unset: ``all_tasks`` when the weighting or a surgery needs every task in
             each step, else ``one_task`` (resolved by ``polytask.multitask.model.step_mode``).
+        shared_inputs: tasks that label the same examples train in one pass (one encoder call
+            per batch, every head and loss on it; see ``polytask.multitask.shared``): ``auto``
+            joins tasks whose training data is the same file with the same text columns, a list
+            of task names (or of such lists) names the groups, ``off`` joins none.
+        refine: after the joint run, fine-tune each task alone from its encoder (MT-DNN) and
+            report both (``polytask.multitask.refine``).
     """
 
     sampler: SamplerConfig | None = None
     weighting: WeightingConfig | None = None
     surgery: SurgeryConfig | None = None
     step: Literal["one_task", "all_tasks"] | None = None
+    shared_inputs: Literal["auto", "off"] | list[str] | list[list[str]] = "auto"
+    refine: bool = False
 
     @model_validator(mode="after")
     def _step_fits(self) -> MultitaskConfig:

@@ -21,6 +21,9 @@ class EncoderOutput:
     token_states: torch.Tensor  # (B, T, H)
     mask: torch.Tensor  # (B, T), 1 for real tokens
     pooled: torch.Tensor  # (B, H)
+    # Every layer's token states, bottom to top: [0] the embeddings, [k] after layer k; only
+    # when the encoder was asked for them (``keep_layers``, for ``tasks[].from_layer``).
+    layers: list[torch.Tensor] | None = None  # each (B, T, H)
 
 
 def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -39,6 +42,9 @@ class Encoder(nn.Module, ABC):
     registry_name: str
     hidden_size: int
     tokenizer: Any
+    # Set by the model when a task reads a lower layer; encoders that can (transformer,
+    # stacked BiLSTM) then fill ``EncoderOutput.layers``.
+    keep_layers: bool = False
 
     @abstractmethod
     def forward(

@@ -83,6 +83,9 @@ class BiLSTMEncoder(WordEncoder):
         keep = attention_mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         o: BiLSTMOptions = self.options
         finals: tuple[torch.Tensor, torch.Tensor] = (x, x)
+        # with keep_layers (a head reads a lower layer: tasks[].from_layer) every layer's states
+        # are kept; index 0 is the embeddings (D wide, not 2h: no head can read them)
+        layers: list[torch.Tensor] | None = [x] if self.keep_layers else None
         for layer in range(o.num_layers):
             if layer > 0 and o.layer_dropout > 0:
                 x = nn.functional.dropout(x, o.layer_dropout, self.training)
@@ -90,6 +93,8 @@ class BiLSTMEncoder(WordEncoder):
             bwd = _reverse(self._direction(_reverse(x, order), layer, "_reverse"), order)  # (B, T, h)
             x = torch.cat([fwd, bwd], dim=-1) * keep  # (B, T, 2h), zeros at padding
             finals = (fwd, bwd)
+            if layers is not None:
+                layers.append(x)
         states = x
         if self.pooling == "max":
             pooled = masked_max(states, attention_mask)
@@ -98,7 +103,7 @@ class BiLSTMEncoder(WordEncoder):
         else:  # cls: last layer's final forward and backward states
             last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, finals[0].shape[-1])  # (B, 1, h)
             pooled = torch.cat([finals[0].gather(1, last)[:, 0], finals[1][:, 0]], dim=-1)  # (B, 2h)
-        return EncoderOutput(token_states=states, mask=attention_mask, pooled=pooled)
+        return EncoderOutput(token_states=states, mask=attention_mask, pooled=pooled, layers=layers)
 
     def _direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
         """One direction of one layer over a padded batch, left to right. (B, T, I) -> (B, T, h)."""

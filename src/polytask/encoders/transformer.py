@@ -158,9 +158,11 @@ class TransformerEncoder(Encoder):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None and getattr(self.model.config, "type_vocab_size", 0) > 1:
             kwargs["token_type_ids"] = token_type_ids
-        states = self.model(**kwargs).last_hidden_state  # (B, T, H)
+        out = self.model(**kwargs, output_hidden_states=self.keep_layers)
+        states = out.last_hidden_state  # (B, T, H)
         pooled = states[:, 0] if self.pooling == "cls" else mean_pool(states, attention_mask)
-        return EncoderOutput(token_states=states, mask=attention_mask, pooled=pooled)
+        layers = list(out.hidden_states) if self.keep_layers else None  # [embeddings, layer 1, ..., N]
+        return EncoderOutput(token_states=states, mask=attention_mask, pooled=pooled, layers=layers)
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """[embeddings, layer 0, ..., layer N-1]; parameters after the last layer join the top group."""

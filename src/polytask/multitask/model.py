@@ -70,29 +70,58 @@ class PolytaskModel(nn.Module):
         })
         # A submodule, so learnable or per-epoch task weights are optimised and checkpointed.
         self.weighting = weighting
+        # tasks[].from_layer: the heads that read a lower encoder layer (1 = the lowest).
+        self.from_layer = {name: task.config.from_layer for name, task in tasks.items()
+                           if getattr(task.config, "from_layer", None)}
+        if self.from_layer:
+            _check_layers(encoder, self.from_layer)
+            encoder.keep_layers = True
 
     def encode(self, batch: dict[str, Any]) -> EncoderOutput:
         return self.encoder(**{k: batch[k] for k in ENCODER_INPUTS if k in batch})
 
     def head_forward(self, task: str, enc: EncoderOutput) -> torch.Tensor:
-        """Logits of ``task`` from the shared encoder's output (through its tower, if any).
+        """Logits of ``task`` from the shared encoder's output (its ``from_layer``, through its
+        tower, if any).
 
         Under bf16/fp16 autocast the encoder runs in low precision but the heads (and towers) run
         in fp32 on fp32 states: they cost little, and regression outputs and the CRF's scores keep
         their precision.
         """
+        k = self.from_layer.get(task)
+        if k is not None:
+            states = enc.layers[k]  # (B, T, H) after layer k
+            enc = EncoderOutput(token_states=states, mask=enc.mask, pooled=mean_pool(states, enc.mask))
         device = enc.token_states.device.type
         if torch.is_autocast_enabled(device):
             with torch.autocast(device, enabled=False):
-                return self.head_forward(task, EncoderOutput(
+                return self._head(task, EncoderOutput(
                     token_states=enc.token_states.float(), mask=enc.mask, pooled=enc.pooled.float()))
+        return self._head(task, enc)
+
+    def _head(self, task: str, enc: EncoderOutput) -> torch.Tensor:
+        """``task``'s tower (if any) and head on ``enc``."""
         if task in self.towers:
             enc = self.towers[task](enc)
         return self.heads[task](enc)
 
-    def forward(self, task: str, batch: dict[str, Any]) -> torch.Tensor:
-        """Logits of one task for one batch."""
+    def forward(self, task: str | None, batch: dict[str, Any]) -> Any:
+        """Logits of one task for one batch; with ``task`` None, a shared-input batch
+        (``multitask/shared.py``): task -> logits of the rows it labels, one encoder pass."""
+        if task is None:
+            return self.forward_shared(batch)
         return self.head_forward(task, self.encode(batch))
+
+    def forward_shared(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One encoder pass over a stream batch, then each task's head on the rows it labels
+        (token tasks' states cut to their own batch's width)."""
+        from polytask.multitask.shared import select_rows
+
+        enc = self.encode(batch)
+        out = {}
+        for name, (rows, _sub, width) in batch["tasks"].items():
+            out[name] = self.head_forward(name, select_rows(enc, rows, width))
+        return out
 
     def forward_all(self, batch: dict[str, Any], tasks: list[str]) -> dict[str, torch.Tensor]:
         """Logits of several tasks from one encoder pass (serving a multi-task model)."""
@@ -102,6 +131,22 @@ class PolytaskModel(nn.Module):
     def task_parameters(self) -> list[nn.Parameter]:
         """Parameters that belong to one task (heads and towers), not shared by all."""
         return [*self.heads.parameters(), *self.towers.parameters()]
+
+
+def _check_layers(encoder: Encoder, from_layer: dict[str, int]) -> None:
+    from polytask.errors import ConfigError
+
+    n = len(encoder.layer_groups()) - 1  # the groups are [embeddings, layer 1, ..., layer N]
+    supports = type(encoder).__name__ in ("TransformerEncoder", "BiLSTMEncoder") or getattr(
+        encoder, "supports_layers", False)
+    for name, k in from_layer.items():
+        if not supports:
+            raise ConfigError(f"tasks.{name}.from_layer: encoder {encoder.registry_name!r} gives no per-layer "
+                              "states (transformer and bilstm do); leave from_layer out",
+                              field=f"tasks.{name}.from_layer")
+        if k > n:
+            raise ConfigError(f"tasks.{name}.from_layer is {k}, but the encoder has {n} layer(s); use 1 to {n}",
+                              field=f"tasks.{name}.from_layer")
 
 
 def build_weighting_for(cfg: Any, task_names: list[str]) -> nn.Module | None:

@@ -55,6 +55,7 @@ class TrainResult:
     seconds: float = 0.0
     examples_per_second: float = 0.0
     precision: str = "no"  # what the steps ran in: no (fp32), bf16 or fp16 (train.mixed_precision resolved)
+    refined: dict[str, dict[str, Any]] = field(default_factory=dict)  # multitask.refine: task -> its run
 
 
 def train(
@@ -76,10 +77,19 @@ def train(
     """
     run = build_run(cfg, output_dir, resume, overwrite, callbacks)
     try:
-        return _train(run, resume)
+        result = _train(run, resume)
     finally:
         if run.lock is not None:
             run.lock.release()
+    if cfg.multitask.refine and len(cfg.tasks) > 1 and not result.interrupted:
+        # MT-DNN: each task fine-tuned alone from the joint encoder.
+        from polytask.procedures.refine import refine
+
+        result.refined = refine(cfg, result.run_dir, callbacks)
+        if run.main:
+            write_json(result.run_dir / runs.RESULTS_FILE,
+                       {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()})
+    return result
 
 
 def _train(run: Run, resume: bool) -> TrainResult:
@@ -97,7 +107,7 @@ def _train(run: Run, resume: bool) -> TrainResult:
     with run.engine.stop, progress:
         while state.step < plan.total_steps and state.epoch < plan.n_epochs:
             epoch_features(run, state.epoch)
-            batches = schedule.epoch_batches(run.feats, cfg.train, state.epoch, run.accelerator.num_processes,
+            batches = schedule.epoch_batches(run.sched_feats, cfg.train, state.epoch, run.accelerator.num_processes,
                                              run.accelerator.process_index, plan.sampler, plan.run_epochs, plan.mode)
             while state.batch_in_epoch < len(batches) and state.step < plan.total_steps:
                 group = batches[state.batch_in_epoch : state.batch_in_epoch + plan.per_step]
@@ -143,8 +153,9 @@ class _Step:
     def __init__(self, run: Run, group_len: int):
         self.run = run
         self.group_len = group_len
-        self.rounds = max(1, group_len // len(run.data))
+        self.rounds = max(1, group_len // len(run.sched_feats))
         self.batches: list[tuple[str, dict[str, Any], list[int]]] = []
+        self.retain = False  # a shared-input pass: several backward calls through one graph
 
     def backward(self, task: str, objective: torch.Tensor) -> None:
         run = self.run
@@ -155,7 +166,10 @@ class _Step:
         if uda is not None:  # UDA: the consistency loss of this step's unlabelled batch
             objective = objective + uda.loss(lambda b: run.model(task, b), run.state.step, run.pad_id,
                                              run.accelerator.device)
-        run.engine.backward(objective / self.group_len)
+        if self.retain:
+            run.accelerator.backward(objective / self.group_len, retain_graph=True)
+        else:
+            run.engine.backward(objective / self.group_len)
         if run.task_grads is not None:
             run.task_grads.take(task)
 
@@ -169,6 +183,10 @@ class _Step:
         out: dict[str, list[torch.Tensor]] = {}
         with torch.no_grad(), run.accelerator.autocast():
             for name, batch, idx in self.batches:
+                if name in run.streams:
+                    for task, loss in _stream_losses(run, batch).items():
+                        out.setdefault(task, []).append(loss.detach())
+                    continue
                 out.setdefault(name, []).append(run.data[name].task.loss(_logits(run, name, batch, idx), batch).detach())
         run.unwrapped.train(was_training)
         return {n: torch.stack(v).mean() for n, v in out.items()}
@@ -193,6 +211,32 @@ def _logits(run: Run, name: str, batch: dict[str, Any], idx: list[int]) -> torch
     return run.model(name, batch)
 
 
+def _stream_losses(run: Run, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Each task's loss on a shared-input batch, from one encoder pass: only over the rows the
+    task labels (``multitask/shared.py``); a task labelling none of them is absent."""
+    logits = run.model(None, batch)
+    return {t: run.data[t].task.loss(logits[t], sub) for t, (_rows, sub, _w) in batch["tasks"].items()}
+
+
+def _shared_backward(run: Run, weighting: Any, losses: dict[str, torch.Tensor], step: _Step) -> None:
+    """Back-propagate a shared-input batch's task losses. A weighting that weights each loss
+    alone (the default ``backward``) with no per-task gradients to keep: one backward of the
+    weighted sum. Otherwise (GradNorm, surgery) the weighting's own per-task backward, through
+    the one graph, kept between the calls."""
+    from polytask.multitask.weighting.base import LossWeighting
+
+    own = type(weighting).backward
+    if run.task_grads is None and own in (LossWeighting.backward, _Unweighted.backward):
+        weigh = (lambda t, x: x) if isinstance(weighting, _Unweighted) else (lambda t, x: weighting({t: x}))
+        step.backward(next(iter(losses)), torch.stack([weigh(t, x) for t, x in losses.items()]).sum())
+        return
+    step.retain = True
+    try:
+        weighting.backward(losses, step)
+    finally:
+        step.retain = False
+
+
 def train_step(run: Run, group: list[tuple[str, list[int]]]) -> None:
     """One optimizer step over ``group``'s micro-batches (task, example indices)."""
     state, tasks = run.state, run.tasks
@@ -203,9 +247,12 @@ def train_step(run: Run, group: list[tuple[str, list[int]]]) -> None:
     step = _Step(run, len(group))
     held: dict[str, torch.Tensor] = {}  # a round of every task's loss, for weightings that need it
     for i, (name, idx) in enumerate(group):
-        batch = move(tasks[name].collate([run.feats[name]["train"][j] for j in idx], run.pad_id), run.accelerator.device)
         # Only the last micro-batch of a step all-reduces gradients (DDP's own sync).
         sync = i == len(group) - 1 and not run.manual_sync
+        if name in run.streams:  # tasks on the same inputs: one encoder pass, every task's loss
+            _shared_item(run, weighting, step, held, name, idx, sync)
+            continue
+        batch = move(tasks[name].collate([run.feats[name]["train"][j] for j in idx], run.pad_id), run.accelerator.device)
         with run.engine.sync_context(sync), run.accelerator.autocast():
             logits = _logits(run, name, batch, idx)
             uda = run.consistency.get(name)  # with UDA, training-signal annealing of the labels
@@ -232,6 +279,26 @@ def train_step(run: Run, group: list[tuple[str, list[int]]]) -> None:
     run.engine.step()
     weighting.after_step(step)
     state.step += 1
+
+
+def _shared_item(run: Run, weighting: Any, step: _Step, held: dict[str, torch.Tensor], name: str, idx: list[int],
+                 sync: bool) -> None:
+    """One micro-batch of a shared-input stream (see ``train_step``)."""
+    from polytask.multitask.shared import collate_stream
+
+    batch = collate_stream(run.streams[name], idx, run.tasks, run.feats, run.pad_id, run.accelerator.device)
+    with run.engine.sync_context(sync), run.accelerator.autocast():
+        losses = _stream_losses(run, batch)
+        step.batches.append((name, batch, idx))
+        held.update(losses)
+        if not weighting.needs_all_tasks or len(held) == len(run.tasks):
+            _shared_backward(run, weighting, dict(held), step)
+            held.clear()
+    for task, loss in losses.items():
+        run.engine.record(loss)
+        acc = run.epoch_loss.setdefault(task, [0.0, 0])
+        acc[0], acc[1] = acc[0] + loss.detach(), acc[1] + 1
+    run.state.examples_seen += len(idx) * run.accelerator.num_processes
 
 
 def _log_step(run: Run, speed: float, progress: Progress) -> None:
@@ -261,6 +328,9 @@ def startup_summary(run: Run) -> str:
         extra = f" ({len(td.splits['train'])} + augmented copies)" if n_train != len(td.splits["train"]) else ""
         lines.append(f"task {name} ({td.task.registry_name}): {n_train} train{extra}, "
                      f"{len(td.splits['dev'])} dev examples{shown}")
+    for stream in run.streams.values():
+        lines.append(f"tasks {', '.join(stream.tasks)} share their inputs: one pass over {len(stream.rows)} "
+                     "training examples, every head and loss on it (multitask.shared_inputs)")
     plan, acc = run.plan, run.accelerator
     lines.append(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch, {plan.mode.replace('_', ' ')}), "
                  f"device {acc.device}, precision {precision_label(acc.mixed_precision)}"

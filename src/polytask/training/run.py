@@ -28,6 +28,7 @@ from polytask.errors import CheckpointError, ConfigError
 from polytask.evaluation.evaluate import evaluate_task
 from polytask.io import write_json
 from polytask.multitask.model import PolytaskModel, build_weighting_for, step_mode
+from polytask.multitask.shared import build_streams, schedule_feats
 from polytask.training import checkpoint as ckpt
 from polytask.training import schedule
 from polytask.training.engine import StepEngine
@@ -101,6 +102,10 @@ class Run:
     started: float = 0.0  # perf_counter() when this session's training began
     features_epoch: int = 0  # the epoch the training features are of (augmented copies)
     consistency: dict[str, Any] = field(default_factory=dict)  # task -> UDA objective
+    # Shared-input streams (multitask/shared.py) and what the schedule batches: the tasks outside
+    # a stream and each stream as one entry (just ``feats`` when there is none).
+    streams: dict[str, Any] = field(default_factory=dict)
+    sched_feats: dict[str, dict] = field(default_factory=dict)
 
     @property
     def tasks(self) -> dict[str, Any]:
@@ -193,7 +198,9 @@ def _build(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool, 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     metric = _metric_name(cfg, data)
     _check_metric(metric, model, data, feats, pad_id, tc.eval_batch_size)
-    plan = _setup_plan(cfg, feats, accelerator, mode)
+    streams = build_streams(cfg, data, feats)
+    sched_feats = schedule_feats(feats, streams) if streams else feats
+    plan = _setup_plan(cfg, sched_feats, accelerator, mode)
     anchor = _setup_strategies(cfg, run_dir, model, strategies, data, feats, pad_id, accelerator, resume_from)
     # 3. Optimizer, schedule, the step engine.
     optimizer = build_optimizer(model, tc, strategies.param_groups(model, tc), device=accelerator.device)
@@ -214,7 +221,7 @@ def _build(cfg: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool, 
               logger=MetricsLogger(run_dir, enabled=accelerator.is_main_process,
                                    tensorboard="tensorboard" not in tc.report_to),
               metric=metric, greater=_greater_is_better(metric, data), callbacks=trackers + list(callbacks or []),
-              lock=lock)
+              lock=lock, streams=streams, sched_feats=sched_feats)
     run.consistency = _setup_consistency(cfg, data, tokenizer, plan)
     if cfg.multitask.surgery is not None:
         from polytask.multitask.surgery import build_surgery
@@ -298,7 +305,7 @@ def build_feature_cache(run: Run) -> None:
     """Encoder outputs of the training set, once, when the encoder stays fixed for the run (and the
     training inputs too: augmented copies change every epoch)."""
     augmenting = any(getattr(t, "augment", None) is not None for t in run.cfg.tasks)
-    if run.strategies.fixed_encoder and not run.unwrapped.towers and not augmenting:
+    if run.strategies.fixed_encoder and not run.unwrapped.towers and not augmenting and not run.streams:
         run.unwrapped.to(run.accelerator.device)
         run.cache = FeatureCache(run.unwrapped, run.tasks, {n: f["train"] for n, f in run.feats.items()},
                                  run.pad_id, run.accelerator.device, run.cfg.train.eval_batch_size)
@@ -336,7 +343,7 @@ def _setup_plan(cfg: ExperimentConfig, feats: dict, accelerator: Accelerator, mo
 
         sizes = {name: len(schedule.task_batches(feats, tc, name, 0)) for name in feats}
         sampler = build_sampler(cfg.multitask.sampler.type, sizes, cfg.multitask.sampler.options)
-    per_step = schedule.group_size(len(cfg.tasks), tc, mode)
+    per_step = schedule.group_size(len(feats), tc, mode)
     first = schedule.epoch_batches(feats, tc, 0, accelerator.num_processes, accelerator.process_index,
                                    mode=mode)
     steps_per_epoch = math.ceil(len(first) / per_step)
