@@ -37,7 +37,7 @@ from polytask.training.run import (
     resume_checkpoint,
 )
 
-__all__ = ["LoopState", "TrainResult", "evaluate", "read_metrics", "save", "train", "train_step"]
+__all__ = ["LoopState", "TrainResult", "evaluate", "read_metrics", "save", "train", "train_run", "train_step"]
 
 
 @dataclass
@@ -72,7 +72,12 @@ def train(
         callbacks: objects with any of ``on_log(step, record)``, ``on_evaluate(step, metrics)``
             (return True to stop the run), ``on_save(step, path)`` and ``on_end(result)``.
     """
-    run = build_run(cfg, output_dir, resume, overwrite, callbacks)
+    return train_run(build_run(cfg, output_dir, resume, overwrite, callbacks), resume)
+
+
+def train_run(run: Run, resume: bool = False) -> TrainResult:
+    """Train a run made by ``build_run`` (which a procedure may have extended, e.g. with a
+    ``run.objective``); releases the run folder's lock at the end."""
     try:
         return _train(run, resume)
     finally:
