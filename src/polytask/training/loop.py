@@ -212,7 +212,11 @@ def train_step(run: Run, group: list[tuple[str, list[int]]]) -> None:
         with run.engine.sync_context(sync), run.accelerator.autocast():
             logits = _logits(run, name, batch, idx)
             uda = run.consistency.get(name)  # with UDA, training-signal annealing of the labels
-            loss = uda.supervised(logits, batch, state.step) if uda is not None else tasks[name].loss(logits, batch)
+            objective = run.objective.get(name)  # a procedure's own loss (distillation)
+            if objective is not None:
+                loss = objective(logits, batch, idx)
+            else:
+                loss = uda.supervised(logits, batch, state.step) if uda is not None else tasks[name].loss(logits, batch)
             step.batches.append((name, batch, idx))
             held[name] = loss
             if not weighting.needs_all_tasks or len(held) == len(tasks):

@@ -101,6 +101,9 @@ class Run:
     started: float = 0.0  # perf_counter() when this session's training began
     features_epoch: int = 0  # the epoch the training features are of (augmented copies)
     consistency: dict[str, Any] = field(default_factory=dict)  # task -> UDA objective
+    # task -> a training loss used instead of the task's own: ``objective(logits, batch, idx)``
+    # with idx the batch's indices into the training features (distillation's teacher targets)
+    objective: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tasks(self) -> dict[str, Any]:
