@@ -205,3 +205,47 @@ def test_hidden_matching_trains_a_student_of_the_teachers_width(tmp_path: Path, 
     loss = [r["loss"] for r in map(json.loads, (tmp_path / "s/metrics.jsonl").read_text().splitlines())
             if "loss" in r]
     assert loss and all(v == v and v > 0 for v in loss)
+
+
+def test_cli_distills_and_reports_bad_input_without_a_traceback(tmp_path: Path, teacher_run: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from polytask.cli import app
+
+    student = _student(teacher_run, tmp_path / "s", max_steps=2)
+    (tmp_path / "student.yaml").write_text(yaml.safe_dump(student))
+    (tmp_path / "distill.yaml").write_text(yaml.safe_dump({"teacher": str(teacher_run), "student": "student.yaml"}))
+    res = CliRunner().invoke(app, ["distill", str(tmp_path / "distill.yaml"), "--set", "temperature=3"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "s" / distill_mod.DISTILL_FILE).read_text())["temperature"] == 3.0
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"teacher": "missing_run", "student": "student.yaml"}))
+    res = CliRunner().invoke(app, ["distill", str(tmp_path / "bad.yaml")])
+    assert res.exit_code == 2
+    assert "no such run folder" in res.output and "Traceback" not in res.output
+
+
+def test_objective_terms_for_regression_and_tagging() -> None:
+    from types import SimpleNamespace
+
+    from polytask.procedures.distill import DistillLosses, DistillObjective, TeacherOutputs
+
+    reg = SimpleNamespace(registry_name="regression", token_level=False, loss=lambda logits, batch: torch.tensor(5.0))
+    targets = TeacherOutputs(torch.tensor([[1.0], [2.0], [3.0]]), torch.arange(4))
+    obj = DistillObjective(reg, targets, DistillLosses(mse=1.0, hard=0.0), 2.0)
+    logits = torch.tensor([[3.0], [1.0]])
+    assert obj(logits, {}, [2, 0]).item() == pytest.approx(0.0)  # rows 2 and 0: scores 3 and 1
+    assert obj(logits, {}, [0, 2]).item() == pytest.approx(4.0)
+    both = DistillObjective(reg, targets, DistillLosses(mse=1.0, hard=0.5), 2.0)
+    assert both(logits, {}, [0, 2]).item() == pytest.approx(4.0 + 2.5)
+
+    tag = SimpleNamespace(registry_name="token_classification", token_level=True, loss=None)
+    word_rows = torch.randn(5, 3)  # example 0: 2 words, example 1: 3 words
+    obj = DistillObjective(tag, TeacherOutputs(word_rows, torch.tensor([0, 2, 5])), DistillLosses(kd=1.0), 1.0)
+    logits = torch.zeros(2, 4, 3)
+    labels = torch.tensor([[-100, 0, 1, -100], [-100, 2, 0, 1]])
+    logits[0, 1:3], logits[1, 1:4] = word_rows[0:2], word_rows[2:5]  # the student agrees at the word rows
+    assert obj(logits, {"labels": labels}, [0, 1]).item() == pytest.approx(0.0, abs=1e-6)
+    logits[1, 0] = 9.0  # a subword the loss does not read
+    assert obj(logits, {"labels": labels}, [0, 1]).item() == pytest.approx(0.0, abs=1e-6)
+    assert obj(logits, {"labels": labels}, [1, 0]).item() > 0.01  # another example's rows disagree
