@@ -236,16 +236,28 @@ def main() -> None:
     print(markdown(report))
 
 
+def pareto(rows: list[dict], key: str) -> set[str]:
+    """Arms no other arm beats on both accuracy (higher) and ``key`` latency (lower)."""
+    front = set()
+    for r in rows:
+        beaten = any(o is not r and o["accuracy_mean"] >= r["accuracy_mean"] and o[key] <= r[key]
+                     and (o["accuracy_mean"] > r["accuracy_mean"] or o[key] < r[key]) for o in rows)
+        if not beaten:
+            front.add(r["arm"])
+    return front
+
+
 def markdown(report: dict) -> str:
     lines = ["| arm | seeds | dev accuracy | of teacher | batch-1 ms | speed-up b1 | batch-64 ms | speed-up b64 "
-             "| weights MB | params |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| weights MB | params | Pareto (b1) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    front = pareto(report["rows"], "batch1_ms")
     for r in report["rows"]:
         acc = f"{r['accuracy_mean']:.4f}" + (f" ± {r['accuracy_std']:.4f}" if r["seeds"] > 1 else "")
         params = f"{r['params'] / 1e6:.1f}M" if r["params"] else "–"
         lines.append(f"| {r['arm']} | {r['seeds']} | {acc} | {r['of_teacher']:.1%} | {r['batch1_ms']:.1f} | "
                      f"{r['speedup_batch1']:.2f}x | {r['batch64_ms']:.0f} | {r['speedup_batch64']:.2f}x | "
-                     f"{r['size_mb']:.1f} | {params} |")
+                     f"{r['size_mb']:.1f} | {params} | {'yes' if r['arm'] in front else ''} |")
     return "\n".join(lines)
 
 
