@@ -129,6 +129,8 @@ def main() -> None:
     ap.add_argument("--singles", type=int, default=60, help="batch-1 sentences per round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--int8", action="store_true", help="also ONNX int8 of the best transformer student")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the finished runs of an earlier invocation with the same --out (train only the rest)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/polytask_distill_bench"),
                     help="runs and the training subset (outside the project)")
     args = ap.parse_args()
@@ -156,12 +158,27 @@ def main() -> None:
         print(f"{arm}: dev accuracy {result.dev['sst2/accuracy']:.4f} (best {result.best_metric:.4f}) in {wall:.0f} s",
               flush=True)
 
+    def finished(raw: dict) -> tuple[Any, float] | None:
+        """With --reuse, a run an earlier (stopped) invocation finished: its results.json."""
+        path = Path(raw["output_dir"]) / "results.json"
+        if not args.reuse or not path.is_file():
+            return None
+        from types import SimpleNamespace
+
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        print(f"reusing {raw['output_dir']}", flush=True)
+        return SimpleNamespace(dev=saved["dev"], best_metric=saved["best_metric"]), saved["seconds"]
+
     def timed_train(raw: dict) -> tuple[Any, float]:
+        if (done := finished(raw)) is not None:
+            return done
         t0 = time.perf_counter()
         res = train(parse_config(raw), overwrite=True)
         return res, time.perf_counter() - t0
 
     def timed_distill(raw: dict, teacher: Path) -> tuple[Any, float]:
+        if (done := finished(raw)) is not None:
+            return done
         dcfg = DistillConfig(teacher=str(teacher), student=raw, temperature=args.temperature,
                              losses=DistillLosses(kd=args.kd, hard=args.hard), cache_dir=str(out / "teacher_cache"))
         t0 = time.perf_counter()
