@@ -402,6 +402,10 @@ def distill(config: DistillConfig, student: ExperimentConfig, resume: bool = Fal
         states = None
         if config.losses.hidden:
             check_hidden(teacher, run.unwrapped.encoder)
+            if run.strategies.fixed_encoder:
+                raise ConfigError("losses.hidden trains the student's encoder toward the teacher's states, but the "
+                                  "student's transfer strategy freezes it; set losses.hidden: 0 or unfreeze",
+                                  field="losses.hidden")
             captured: dict[str, torch.Tensor] = {}
 
             def keep_states(_module: Any, _inputs: Any, output: Any) -> None:
