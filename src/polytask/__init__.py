@@ -53,6 +53,32 @@ def train(config, output_dir: str | None = None, resume: bool = False, overwrite
     return _train(cfg, output_dir=output_dir, resume=resume, overwrite=overwrite)
 
 
+def distill(config, student=None, resume: bool = False, overwrite: bool = False):  # noqa: ANN001, ANN201
+    """Distil a finished run into a student; returns the student run's TrainResult.
+
+    ``polytask.distill("distill.yaml")``, or a mapping / ``DistillConfig`` with its student
+    ``ExperimentConfig``. See ``polytask.procedures.distill``.
+
+    Args:
+        config: the distill config: a YAML path, a mapping, or a ``DistillConfig``.
+        student: with a ``DistillConfig``, the student's ``ExperimentConfig``.
+        resume: continue the student run where it stopped.
+        overwrite: replace an existing student run.
+    """
+    from polytask.procedures.distill import DistillConfig, load_distill_config, parse_distill_config
+    from polytask.procedures.distill import distill as _distill
+
+    if isinstance(config, DistillConfig):
+        if student is None:
+            raise TypeError("polytask.distill(DistillConfig, student): pass the student's ExperimentConfig")
+        dcfg = config
+    elif isinstance(config, dict):
+        dcfg, student = parse_distill_config(config)
+    else:
+        dcfg, student = load_distill_config(config)
+    return _distill(dcfg, student, resume=resume, overwrite=overwrite)
+
+
 def transferability(config, sources: list[str], **kwargs):  # noqa: ANN001, ANN003, ANN201
     """Rank candidate sources for a target task from frozen features, before any training.
 
@@ -70,4 +96,4 @@ def transferability(config, sources: list[str], **kwargs):  # noqa: ANN001, ANN0
     return _transferability(config, sources, **kwargs)
 
 
-__all__ = ["__version__", "load", "train", "transferability"]
+__all__ = ["__version__", "distill", "load", "train", "transferability"]

@@ -16,7 +16,7 @@ from polytask.training.loop import train
 from polytask.transfer import STRATEGIES, build_strategies
 from tests.unit.toy import toy_config, write_toy_jsonl
 
-OPTIONS = {"contrastive_few_shot": {"num_iterations": 1, "batch_size": 8}, "lora": {"r": 2}}
+OPTIONS = {"contrastive_few_shot": {"num_iterations": 1, "batch_size": 8}, "lora": {"r": 2}, "drop_layers": {"keep": [1]}}
 
 
 def _raw(name: str, tmp_path: Path, encoder: Path) -> dict:

@@ -38,7 +38,7 @@ from polytask.training.run import (
     resume_checkpoint,
 )
 
-__all__ = ["LoopState", "TrainResult", "evaluate", "read_metrics", "save", "train", "train_step"]
+__all__ = ["LoopState", "TrainResult", "evaluate", "read_metrics", "save", "train", "train_run", "train_step"]
 
 
 @dataclass
@@ -75,7 +75,12 @@ def train(
         callbacks: objects with any of ``on_log(step, record)``, ``on_evaluate(step, metrics)``
             (return True to stop the run), ``on_save(step, path)`` and ``on_end(result)``.
     """
-    run = build_run(cfg, output_dir, resume, overwrite, callbacks)
+    return train_run(build_run(cfg, output_dir, resume, overwrite, callbacks), resume)
+
+
+def train_run(run: Run, resume: bool = False) -> TrainResult:
+    """Train a run made by ``build_run`` (which a procedure may have extended, e.g. with a
+    ``run.objective``); releases the run folder's lock at the end."""
     try:
         result = _train(run, resume)
     finally:
@@ -256,7 +261,11 @@ def train_step(run: Run, group: list[tuple[str, list[int]]]) -> None:
         with run.engine.sync_context(sync), run.accelerator.autocast():
             logits = _logits(run, name, batch, idx)
             uda = run.consistency.get(name)  # with UDA, training-signal annealing of the labels
-            loss = uda.supervised(logits, batch, state.step) if uda is not None else tasks[name].loss(logits, batch)
+            objective = run.objective.get(name)  # a procedure's own loss (distillation)
+            if objective is not None:
+                loss = objective(logits, batch, idx)
+            else:
+                loss = uda.supervised(logits, batch, state.step) if uda is not None else tasks[name].loss(logits, batch)
             step.batches.append((name, batch, idx))
             held[name] = loss
             if not weighting.needs_all_tasks or len(held) == len(tasks):

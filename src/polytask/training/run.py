@@ -106,6 +106,9 @@ class Run:
     # a stream and each stream as one entry (just ``feats`` when there is none).
     streams: dict[str, Any] = field(default_factory=dict)
     sched_feats: dict[str, dict] = field(default_factory=dict)
+    # task -> a training loss used instead of the task's own: ``objective(logits, batch, idx)``
+    # with idx the batch's indices into the training features (distillation's teacher targets)
+    objective: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tasks(self) -> dict[str, Any]:
