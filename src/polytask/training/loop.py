@@ -75,12 +75,14 @@ def train(
         callbacks: objects with any of ``on_log(step, record)``, ``on_evaluate(step, metrics)``
             (return True to stop the run), ``on_save(step, path)`` and ``on_end(result)``.
     """
-    return train_run(build_run(cfg, output_dir, resume, overwrite, callbacks), resume)
+    return train_run(build_run(cfg, output_dir, resume, overwrite, callbacks), resume, callbacks)
 
 
-def train_run(run: Run, resume: bool = False) -> TrainResult:
+def train_run(run: Run, resume: bool = False, callbacks: list[Any] | None = None) -> TrainResult:
     """Train a run made by ``build_run`` (which a procedure may have extended, e.g. with a
-    ``run.objective``); releases the run folder's lock at the end."""
+    ``run.objective``); releases the run folder's lock at the end. ``callbacks`` (the caller's,
+    not the trackers) also reach the per-task runs of ``multitask.refine``."""
+    cfg = run.cfg
     try:
         result = _train(run, resume)
     finally:
