@@ -123,7 +123,7 @@ def test_best_span_respects_max_answer_length_and_the_no_answer_score(tok: Any) 
 
 
 # ---- bad input --------------------------------------------------------------------------------
-def test_bad_answers_name_the_file_and_the_question(tok: Any) -> None:
+def test_bad_answers_name_the_file_and_the_question(tok: Any, caplog: pytest.LogCaptureFixture) -> None:
     task = qa_task()
     moved = Example("Who?", CONTEXT, label=[{"text": "Warsaw", "answer_start": 3}], where="d.json (question q7)")
     with pytest.raises(DataError) as err:
@@ -139,6 +139,14 @@ def test_bad_answers_name_the_file_and_the_question(tok: Any) -> None:
     assert str(err.value).startswith("d.jsonl:4: question q9: unanswerable question (no answers), but task 'qa'")
     assert "allow_unanswerable: true" in str(err.value)
     qa_task(allow_unanswerable=True).check([none], "dev")  # configured: accepted
+
+    short = qa_task(max_answer_length=2)
+    ex = Example("Who?", CONTEXT, label=answer("Irène Joliot-Curie"), where="d.json (question q5)")
+    with caplog.at_level("WARNING", logger="polytask.data"):
+        short.encode(ex, tok)
+        short.encode(ex, tok)
+    warned = [r.getMessage() for r in caplog.records if "max_answer_length" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("d.json (question q5): answer of ")
 
     long_answer = CONTEXT[: CONTEXT.index(" twice")]
     tight = qa_task(max_length=14, doc_stride=4)

@@ -233,6 +233,7 @@ class ExtractiveQATask(Task):
             if covered:
                 out.append([span[0], span[-1]])
                 inside = True
+                self._warn_long(example, span[-1] - span[0] + 1)
             else:
                 out.append([NO_SPAN, NO_SPAN])
         if not inside:
@@ -243,6 +244,18 @@ class ExtractiveQATask(Task):
                 "options.doc_stride, or remove the question"
             )
         return out
+
+    def _warn_long(self, example: Example, n_tokens: int) -> None:
+        """One warning per task for the first answer longer than ``max_answer_length``: decoding
+        never predicts it whole, so a data set full of them wants a larger limit."""
+        if n_tokens <= self.options.max_answer_length or getattr(self, "_warned_long", False):
+            return
+        self._warned_long = True
+        logger.warning(
+            "%s%sanswer of %d tokens is longer than tasks.%s.options.max_answer_length (%d): it is "
+            "never predicted whole (further ones are not reported)",
+            at(example), question_id(example), n_tokens, self.name, self.options.max_answer_length,
+        )
 
     def collate(self, features: list[Features], pad_token_id: int) -> Batch:
         """Every window of every feature as one row: (W, T) inputs, ``labels`` (W, 2)."""
