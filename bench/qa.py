@@ -8,7 +8,7 @@ are the test set, never seen in training. The split files are written to a tempo
 is never copied into the project).
 
 Run: flock /tmp/bench.lock env OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python bench/qa.py
-     [--arms minilm scratch] [--epochs 1] [--max-length 256] [--doc-stride 64]
+     [--arms minilm scratch] [--epochs 1 | --max-steps 150] [--max-length 192] [--doc-stride 64]
 """
 
 from __future__ import annotations
@@ -66,10 +66,11 @@ def main() -> None:
     ap.add_argument("--dev-article", default="Genocide")  # the smallest (137 questions): cheap to evaluate
     ap.add_argument("--epochs", type=float, default=1)
     ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--doc-stride", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--tag", default="", help="added to the results file's name")
     args = ap.parse_args()
     from polytask.config import parse_config
     from polytask.training.loop import train
@@ -95,7 +96,7 @@ def main() -> None:
                                 "train_examples_per_s": res.examples_per_second}
         print(arm, json.dumps(results["arms"][arm], indent=2), flush=True)
     (REPO / "bench/results").mkdir(parents=True, exist_ok=True)
-    name = "qa" + "_".join(["", *args.arms]) + ".json"
+    name = "qa" + "_".join(["", *args.arms, *([args.tag] if args.tag else [])]) + ".json"
     (REPO / "bench/results" / name).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
