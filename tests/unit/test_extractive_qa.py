@@ -351,3 +351,14 @@ def test_columns_format_through_csv_with_json_answers(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"qa.csv:6: unanswerable question"):
         qa_task().check(exs, "train")
     qa_task(allow_unanswerable=True).check(exs, "train")
+
+
+def test_a_frozen_encoder_trains_the_qa_head_without_the_feature_cache(runs: dict[str, Any], tiny_encoder_dir: Path) -> None:
+    from polytask.training.loop import train
+
+    raw = {"name": "frozen", "encoder": {"name_or_path": str(tiny_encoder_dir)},
+           "tasks": [{"name": "qa", "type": "extractive_qa", "data": runs["qa"], "options": {"doc_stride": 2}}],
+           "transfer": {"strategy": "freeze"},
+           "train": {"max_steps": 3, "batch_size": 4, "progress": False, "max_length": 20}}  # several windows each
+    res = train(parse_config(raw), output_dir=runs["tmp"] / "frozen")
+    assert res.steps == 3 and "qa/f1" in res.dev

@@ -183,6 +183,9 @@ class ExtractiveQATask(Task):
         """All windows of one question: inputs laid end to end, ``window_sizes``, each window's
         character ``offsets`` (None for tokens outside the context) and, when labelled, each
         window's (start, end) token of the first answer (``NO_SPAN`` when it is not inside)."""
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError("extractive_qa needs a fast tokenizer (offset mapping); this encoder's is not",
+                              field="encoder.name_or_path")
         question, context = str(example.text), str(example.text_pair)
         question = self._cut_question(question, tokenizer)
         n_question = len(tokenizer(question, add_special_tokens=False)["input_ids"])
@@ -196,9 +199,6 @@ class ExtractiveQATask(Task):
         stride = max(0, min(self.options.doc_stride, room // 2))
         enc = tokenizer(question, context, truncation="only_second", max_length=self.max_length,
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True)
-        if "offset_mapping" not in enc:
-            raise ConfigError("extractive_qa needs a fast tokenizer that reports offsets",
-                              field="encoder.name_or_path")
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         feats: Features = {k: [] for k in keys}
         feats.update(window_sizes=[], offsets=[], context=context)
