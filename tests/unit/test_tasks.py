@@ -74,7 +74,7 @@ def grads_finite(head: torch.nn.Module) -> bool:
 
 # ---- registry and options ---------------------------------------------------------------------
 def test_registry_lists_every_member() -> None:
-    assert TASKS.names() == ["classification", "multilabel", "regression", "token_classification"]
+    assert TASKS.names() == ["classification", "extractive_qa", "multilabel", "regression", "token_classification"]
 
 
 def test_unknown_type_lists_known_types() -> None:
@@ -82,7 +82,8 @@ def test_unknown_type_lists_known_types() -> None:
         make("clasification")
     assert str(err.value) == (
         "unknown task type 'clasification' (field tasks.t.type); known: classification, "
-        "multilabel, regression, token_classification (or an import path 'package.module:Class')"
+        "extractive_qa, multilabel, regression, token_classification (or an import path "
+        "'package.module:Class')"
     )
 
 

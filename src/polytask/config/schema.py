@@ -17,17 +17,20 @@ class ColumnsConfig(Strict):
     """Where each field lives in a row: a column name (header or JSON key) or a 0-based position.
 
     For CoNLL files ``tokens`` and ``tags`` are positions of the whitespace-separated columns
-    (negative counts from the end, so ``-1`` is the last column).
+    (negative counts from the end, so ``-1`` is the last column). ``group`` (JSON Lines) names
+    the key whose value keeps records together when a dev set is carved out (an article id for
+    question answering; see ``data.splits.group_split``).
     """
 
     text: Column | None = None
     text_pair: Column | None = None
     label: Column | None = None
+    group: Column | None = None
     tokens: int = 0
     tags: int = -1
 
 
-DataFormat = Literal["auto", "csv", "tsv", "jsonl", "conll", "label_text", "folder", "hf"]
+DataFormat = Literal["auto", "csv", "tsv", "jsonl", "conll", "label_text", "folder", "hf", "squad"]
 
 
 class DataConfig(Strict):

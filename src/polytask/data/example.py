@@ -18,6 +18,8 @@ class Example:
             Readers keep labels as they find them (strings); tasks convert and check them.
         where: ``file:line`` of the record, used in error messages.
         meta: anything else the reader found (id, domain, ...), carried to predictions.
+        group: what keeps examples together when a split is carved out (a SQuAD article's
+            title: its questions share one context), or None; see ``data.splits``.
     """
 
     text: str | list[str]
@@ -25,3 +27,4 @@ class Example:
     label: Any = None
     where: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None

@@ -8,6 +8,7 @@ from polytask.config.schema import DataConfig
 from polytask.data.example import Example
 from polytask.data.readers import READERS
 from polytask.data.readers.hf_datasets import HfDatasetReader, is_saved_dataset
+from polytask.data.readers.squad import looks_like_squad
 from polytask.data.splits import seeded_subset, train_dev_split
 from polytask.errors import DataError
 
@@ -28,7 +29,8 @@ SPLITS = ("train", "dev", "test")
 def resolve_format(config: DataConfig, path: str | Path, token_level: bool) -> str:
     """The reader name for ``path``: ``data.format`` when set, else inferred from the path.
 
-    ``.csv`` -> csv; ``.tsv``/``.tab`` -> tsv; ``.jsonl``/``.json``/``.ndjson`` -> jsonl;
+    ``.csv`` -> csv; ``.tsv``/``.tab`` -> tsv; ``.jsonl``/``.json``/``.ndjson`` -> jsonl (a
+    ``.json`` file holding one SQuAD-shaped object -> squad);
     ``.conll``/``.iob``/``.bio`` -> conll; ``.txt`` -> conll for token-level tasks and
     label_text otherwise; a folder holding ``dataset_info.json`` / ``dataset_dict.json`` /
     ``state.json`` -> hf, any other folder -> folder (one file per document).
@@ -46,6 +48,8 @@ def resolve_format(config: DataConfig, path: str | Path, token_level: bool) -> s
     suffix = p.suffix.lower()
     if suffix == ".txt":
         return "conll" if token_level else "label_text"
+    if suffix == ".json" and looks_like_squad(p):
+        return "squad"
     if suffix in EXTENSIONS:
         return EXTENSIONS[suffix]
     if not p.exists():

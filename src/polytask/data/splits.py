@@ -6,6 +6,7 @@ import random
 from collections import defaultdict
 
 from polytask.data.example import Example
+from polytask.errors import DataError
 
 
 def train_dev_split(
@@ -25,9 +26,15 @@ def train_dev_split(
         seed: seed of the shuffle (``data.split_seed``).
         stratify_labels: stratify by label where possible.
 
+    When every example has a ``group`` (a SQuAD article), whole groups are held out instead:
+    ``round(fraction * groups)`` of them (at least one, keeping at least one in train), so no
+    context is seen in both halves (see ``group_split``).
+
     Returns:
         (train, dev).
     """
+    if len(examples) >= 2 and all(e.group is not None for e in examples):
+        return group_split(examples, fraction, seed)
     rng = random.Random(seed)
     by_label: dict[str, list[int]] = defaultdict(list)
     if stratify_labels and all(isinstance(e.label, str) for e in examples):
@@ -45,6 +52,34 @@ def train_dev_split(
         dev_idx = set(order[: _share(len(order), fraction)])
     train = [e for i, e in enumerate(examples) if i not in dev_idx]
     dev = [e for i, e in enumerate(examples) if i in dev_idx]
+    return train, dev
+
+
+def group_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out whole groups (``Example.group``): a seeded ``fraction`` of the distinct groups.
+
+    Questions about one article share its context; split by question, the same paragraphs would
+    be read in training and scored in dev. Groups are drawn from their sorted names, so the split
+    depends only on the group names, the fraction and the seed. With a single group there is
+    nothing to split by: DataError (give a dev file, or data with more articles).
+
+    Args:
+        examples: the examples, every one with a group.
+        fraction: share of the groups that go to dev.
+        seed: seed of the shuffle.
+    Returns:
+        (train, dev), each in input order.
+    """
+    names = sorted({str(e.group) for e in examples})
+    if len(names) < 2:
+        raise DataError(
+            f"every example belongs to one group ({names[0]!r}), so no group can be held out as a "
+            "dev set without leaking its contexts into training; add data.dev"
+        )
+    random.Random(seed).shuffle(names)
+    held = set(names[: _share(len(names), fraction)])
+    train = [e for e in examples if str(e.group) not in held]
+    dev = [e for e in examples if str(e.group) in held]
     return train, dev
 
 

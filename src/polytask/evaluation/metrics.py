@@ -10,7 +10,10 @@ NaN would break model selection and strict JSON.
 from __future__ import annotations
 
 import math
+import re
+import string
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 
 from scipy import stats
@@ -168,3 +171,53 @@ def token_accuracy(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[st
         total += len(t)
         correct += sum(a == b for a, b in zip(t, p, strict=True))
     return correct / total if total else 0.0
+
+
+# ---- extractive question answering (SQuAD) ------------------------------------------------------
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """The official SQuAD normalisation: lower case, punctuation removed, the articles a / an /
+    the removed, whitespace collapsed (Rajpurkar et al., EMNLP 2016; the v1.1 and v2.0
+    evaluation scripts normalise the same way)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def answer_exact_match(gold: str, pred: str) -> float:
+    """1.0 when the normalised answers are equal, else 0.0."""
+    return float(normalize_answer(gold) == normalize_answer(pred))
+
+
+def answer_f1(gold: str, pred: str) -> float:
+    """Token-overlap F1 of the normalised answers (bag of words, counts clipped). An empty
+    answer (an unanswerable question, or no prediction) scores 1.0 only against another empty
+    one, as in the v2.0 script."""
+    g, p = normalize_answer(gold).split(), normalize_answer(pred).split()
+    if not g or not p:
+        return float(g == p)
+    common = sum((Counter(g) & Counter(p)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(golds: Sequence[Sequence[str]], preds: Sequence[str]) -> dict[str, float]:
+    """Exact match and F1 in percent, each question scored against its best gold answer.
+
+    Args:
+        golds: each question's gold answers (``[""]`` for an unanswerable question).
+        preds: each question's predicted answer (``""`` for "no answer").
+    Returns:
+        ``{"exact_match", "f1"}`` on a 0-100 scale, as the official script reports them.
+    """
+    _check(golds, preds)
+    em = f1 = 0.0
+    for gold, pred in zip(golds, preds, strict=True):
+        options = list(gold) or [""]
+        em += max(answer_exact_match(g, pred) for g in options)
+        f1 += max(answer_f1(g, pred) for g in options)
+    return {"exact_match": 100.0 * em / len(preds), "f1": 100.0 * f1 / len(preds)}

@@ -4,6 +4,8 @@ Per task, a transformers model with its head:
 
 - ``token_classification``: a standard ``AutoModelForTokenClassification`` (dropout + linear over
   token states is exactly polytask's head), with ``id2label``/``label2id``;
+- ``extractive_qa``: a standard ``AutoModelForQuestionAnswering`` (its ``qa_outputs`` linear
+  layer over token states is polytask's start/end head);
 - ``classification`` / ``multilabel`` / ``regression``: ``AutoModelForSequenceClassification``
   with ``problem_type`` ``single_label_classification`` / ``multi_label_classification`` /
   ``regression``. Polytask pools by mean (or first token), which no standard transformers
@@ -24,7 +26,7 @@ import importlib.util
 import inspect
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,9 @@ PROBLEM_TYPES = {
     "regression": "regression",
 }
 """transformers ``problem_type`` of each sequence-level task type (token tasks have none)."""
+
+SPAN_TYPES = ("extractive_qa",)
+"""Task types exported as ``AutoModelForQuestionAnswering`` (a start/end linear head on tokens)."""
 
 MANIFEST = "polytask_export.json"
 PARITY_TOLERANCE = 1e-4  # largest |exported - polytask| logit accepted by the export's own check
@@ -104,10 +109,10 @@ def export_hf_folders(
                 f"{run_dir}: task {name!r} has task_layers (private layers between the encoder and "
                 "its head), which no transformers architecture holds; export a run without them"
             )
-        if not task.token_level and task.registry_name not in PROBLEM_TYPES:
+        if not task.token_level and task.registry_name not in (*PROBLEM_TYPES, *SPAN_TYPES):
             raise CheckpointError(
                 f"{run_dir}: task {name!r} of type {task.registry_name!r} has no transformers head; "
-                f"exportable types: {', '.join([*PROBLEM_TYPES, 'token_classification'])}"
+                f"exportable types: {', '.join([*PROBLEM_TYPES, 'token_classification', *SPAN_TYPES])}"
             )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +125,8 @@ def export_hf_folders(
         folder.mkdir(parents=True, exist_ok=True)
         if task.token_level:
             _save_token_model(run, name, folder)
+        elif task.registry_name in SPAN_TYPES:
+            _save_span_model(run, name, folder)
         else:
             _save_sequence_model(run, name, folder)
             result.remote_code.append(name)
@@ -203,6 +210,29 @@ def _save_token_model(run: LoadedRun, task: str, folder: Path) -> None:
     model.save_pretrained(folder, safe_serialization=True)
 
 
+def _save_span_model(run: LoadedRun, task: str, folder: Path) -> None:
+    """An ``AutoModelForQuestionAnswering``: the encoder plus ``qa_outputs`` = polytask's head."""
+    from transformers import AutoModelForQuestionAnswering
+
+    config = _task_config(run, task)
+    config.id2label, config.label2id = _label_maps(["start", "end"])
+    config.num_labels = 2
+    t = run.tasks[task]
+    config.polytask_qa_options = asdict(t.options) if is_dataclass(t.options) else {}
+    model = AutoModelForQuestionAnswering.from_config(config)
+    qa_outputs = getattr(model, "qa_outputs", None)
+    if not isinstance(qa_outputs, nn.Linear):
+        raise CheckpointError(
+            f"task {task!r}: transformers' question-answering head for {config.model_type!r} is not "
+            "a single linear layer (qa_outputs), so polytask's head does not fit it"
+        )
+    base = getattr(model, model.base_model_prefix)
+    base.load_state_dict(_base(run).state_dict(), strict=False)
+    _check_loaded(base, _base(run), task)
+    qa_outputs.load_state_dict(_head_linear(run, task).state_dict())
+    model.save_pretrained(folder, safe_serialization=True)
+
+
 def _check_loaded(target: nn.Module, source: nn.Module, task: str) -> None:
     """Every tensor of ``target`` (but a pooler polytask never trains) came from ``source``."""
     have = set(source.state_dict())
@@ -278,11 +308,16 @@ def write_sentence_transformers_files(folder: Path, run: LoadedRun) -> None:
 # ---- parity -------------------------------------------------------------------------------------
 def _check_parity(run: LoadedRun, task: str, folder: Path) -> float:
     """Largest |exported - polytask| logit on sample inputs; CheckpointError above the tolerance."""
-    from transformers import AutoModelForTokenClassification
+    from transformers import AutoModelForQuestionAnswering, AutoModelForTokenClassification
 
     t = run.tasks[task]
     tok = run.model.encoder.tokenizer
-    if t.token_level:
+    span = t.registry_name in SPAN_TYPES
+    if span:
+        exported = AutoModelForQuestionAnswering.from_pretrained(folder).eval()
+        batch = tok(["what is it?", "where?"], SAMPLE_TEXTS, padding=True, truncation="only_second",
+                    max_length=t.max_length, return_tensors="pt")
+    elif t.token_level:
         exported = AutoModelForTokenClassification.from_pretrained(folder).eval()
         batch = tok([s.split() for s in SAMPLE_TEXTS], is_split_into_words=True, padding=True,
                     truncation=True, max_length=t.max_length, return_tensors="pt")
@@ -292,8 +327,9 @@ def _check_parity(run: LoadedRun, task: str, folder: Path) -> float:
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.inference_mode():
         ours = run.model(task, dict(inputs)).float()  # (B, C) or (B, T, C)
-        theirs = exported(**inputs).logits.float()
-    if t.token_level:  # compare real tokens only: padded positions are never read
+        out = exported(**inputs)
+        theirs = torch.stack([out.start_logits, out.end_logits], -1).float() if span else out.logits.float()
+    if t.token_level or span:  # compare real tokens only: padded positions are never read
         keep = inputs["attention_mask"].bool()
         ours, theirs = ours[keep], theirs[keep]
     diff = float((ours - theirs).abs().max())

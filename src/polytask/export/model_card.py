@@ -64,12 +64,13 @@ def model_card(run: LoadedRun, export: HfExport, task: str | None) -> str:
     cfg = run.config
     names = [task] if task else list(run.tasks)
     token = bool(task) and run.tasks[task].token_level
+    span = bool(task) and run.tasks[task].registry_name == "extractive_qa"
     front: dict[str, Any] = {
         "library_name": "transformers",
         "tags": ["polytask", *sorted({run.tasks[n].registry_name for n in names})],
     }
     if task:
-        front["pipeline_tag"] = PIPELINE_TAGS[token]
+        front["pipeline_tag"] = "question-answering" if span else PIPELINE_TAGS[token]
     else:
         front["pipeline_tag"] = "feature-extraction"
         front["tags"].append("sentence-transformers")
@@ -92,6 +93,8 @@ def model_card(run: LoadedRun, export: HfExport, task: str | None) -> str:
         t = run.tasks[n]
         labels = ", ".join(t.labels) if t.labels else "(a real-valued score)"
         kind = "token classification" if t.token_level else PROBLEM_TYPES.get(t.registry_name, "?")
+        if t.registry_name == "extractive_qa":
+            labels, kind = "(an answer span of the context)", "question answering"
         lines.append(f"| {n} | {t.registry_name} | {kind} | {labels} |")
     lines += ["", "## Data", ""]
     for tcfg in cfg.tasks:
@@ -112,7 +115,16 @@ def model_card(run: LoadedRun, export: HfExport, task: str | None) -> str:
     else:
         lines.append("No evaluation was recorded with this checkpoint.")
     lines += ["", "## How to use", "", "```python"]
-    if task and not token:
+    if span:
+        lines += [
+            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+            "",
+            'model = AutoModelForQuestionAnswering.from_pretrained("PATH")',
+            'tok = AutoTokenizer.from_pretrained("PATH")',
+            'out = model(**tok("a question", "its context", return_tensors="pt"))',
+            "# out.start_logits, out.end_logits: (batch, tokens); polytask masks non-context tokens",
+        ]
+    elif task and not token:
         lines += [
             "from transformers import pipeline",
             "",

@@ -88,11 +88,11 @@ class BasePredictor(ABC):
         out: list[dict[str, Any]] = [{} for _ in examples]
         if not examples:
             return out
-        groups: dict[tuple[bool, int], list[str]] = {}
+        groups: dict[tuple[bool, int, str | None], list[str]] = {}
         for n in names:
             t = self.tasks[n]
-            groups.setdefault((t.token_level, t.max_length), []).append(n)
-        for (token_level, _), group in groups.items():
+            groups.setdefault((t.token_level, t.max_length, None if t.shares_features else n), []).append(n)
+        for (token_level, _, _), group in groups.items():
             exs = [_as_words(e) if token_level else _as_text(e) for e in examples]
             feats = self._features(self.tasks[group[0]], exs)
             preds = self._predict_features(group, feats, examples)

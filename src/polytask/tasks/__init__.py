@@ -10,6 +10,7 @@ from polytask.config.schema import TaskConfig
 from polytask.registry import import_members
 from polytask.tasks.base import TASKS, Task
 from polytask.tasks.classification import ClassificationTask, ClassificationTaskConfig
+from polytask.tasks.extractive_qa import ExtractiveQATask, ExtractiveQATaskConfig
 from polytask.tasks.multilabel import MultilabelTask, MultilabelTaskConfig
 from polytask.tasks.regression import RegressionTask, RegressionTaskConfig
 from polytask.tasks.token_classification import (
@@ -37,6 +38,8 @@ __all__ = [
     "TASKS",
     "ClassificationTask",
     "ClassificationTaskConfig",
+    "ExtractiveQATask",
+    "ExtractiveQATaskConfig",
     "MultilabelTask",
     "MultilabelTaskConfig",
     "RegressionTask",

@@ -53,6 +53,10 @@ class Task(ABC):
     greater_is_better: bool = True
     # What a member supports, declared instead of checked by class elsewhere:
     stratify: bool = False  # label budgets may sample this task's examples per class
+    # Whether this task reads the same features as other sequence tasks of its max_length (the
+    # predictor then answers them from one encoder pass); False for a task with its own layout
+    # (extractive QA's windows).
+    shares_features: bool = True
 
     @classmethod
     def example_inputs(cls) -> list[Example]:

@@ -308,7 +308,10 @@ def build_feature_cache(run: Run) -> None:
     """Encoder outputs of the training set, once, when the encoder stays fixed for the run (and the
     training inputs too: augmented copies change every epoch)."""
     augmenting = any(getattr(t, "augment", None) is not None for t in run.cfg.tasks)
-    if run.strategies.fixed_encoder and not run.unwrapped.towers and not augmenting and not run.streams:
+    # The cache keeps one row per example; a task whose features are its own (QA windows: several
+    # rows per example) trains through the encoder instead.
+    own = any(not t.shares_features for t in run.tasks.values())
+    if run.strategies.fixed_encoder and not run.unwrapped.towers and not augmenting and not own and not run.streams:
         run.unwrapped.to(run.accelerator.device)
         run.cache = FeatureCache(run.unwrapped, run.tasks, {n: f["train"] for n, f in run.feats.items()},
                                  run.pad_id, run.accelerator.device, run.cfg.train.eval_batch_size)

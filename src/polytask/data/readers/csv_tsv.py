@@ -80,7 +80,10 @@ class CsvReader(Reader):
                 label = pick(row, label_col, path, n, header) if label_col is not None else None
                 if label is not None and not label.strip():
                     raise DataError(f"empty label in column {label_col!r}", str(path), n)
-                out.append(make_example(text, pair, label, cfg, path, n, text_col, pair_col))
+                example = make_example(text, pair, label, cfg, path, n, text_col, pair_col)
+                if cols.group is not None:
+                    example.group = pick(row, cols.group, path, n, header)
+                out.append(example)
             except DataError as exc:
                 bad.add(exc)
         bad.report(len(out))

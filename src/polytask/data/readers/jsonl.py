@@ -94,4 +94,8 @@ class JsonlReader(Reader):
                 str(path), n,
             )
         meta = {k: v for k, v in obj.items() if k not in (text_key, pair_key, label_key)}
-        return make_example(text, pair, as_label(label), cfg, path, n, text_key, pair_key, meta)
+        example = make_example(text, pair, as_label(label), cfg, path, n, text_key, pair_key, meta)
+        if cols.group is not None:
+            group = pick(obj, cols.group, path, n)
+            example.group = None if group is None else str(group)
+        return example
