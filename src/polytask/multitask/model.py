@@ -62,7 +62,7 @@ class PolytaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(
-            {name: task.build_head(encoder.hidden_size, dropout) for name, task in tasks.items()}
+            {name: task.build_head_for(encoder, dropout) for name, task in tasks.items()}
         )
         self.towers = nn.ModuleDict({
             name: TaskTower(encoder.hidden_size, task.config.task_layers, dropout)
@@ -74,20 +74,26 @@ class PolytaskModel(nn.Module):
     def encode(self, batch: dict[str, Any]) -> EncoderOutput:
         return self.encoder(**{k: batch[k] for k in ENCODER_INPUTS if k in batch})
 
-    def head_forward(self, task: str, enc: EncoderOutput) -> torch.Tensor:
-        """Logits of ``task`` from the shared encoder's output (through its tower, if any)."""
+    def head_forward(self, task: str, enc: EncoderOutput, batch: dict[str, Any] | None = None) -> Any:
+        """Logits of ``task`` from the shared encoder's output (through its tower, if any).
+
+        A head that declares ``reads_batch`` (a seq2seq decoder: it reads the target tokens) is
+        also given the batch."""
         if task in self.towers:
             enc = self.towers[task](enc)
-        return self.heads[task](enc)
+        head = self.heads[task]
+        if getattr(head, "reads_batch", False):
+            return head(enc, batch or {})
+        return head(enc)
 
     def forward(self, task: str, batch: dict[str, Any]) -> torch.Tensor:
         """Logits of one task for one batch."""
-        return self.head_forward(task, self.encode(batch))
+        return self.head_forward(task, self.encode(batch), batch)
 
     def forward_all(self, batch: dict[str, Any], tasks: list[str]) -> dict[str, torch.Tensor]:
         """Logits of several tasks from one encoder pass (serving a multi-task model)."""
         enc = self.encode(batch)
-        return {name: self.head_forward(name, enc) for name in tasks}
+        return {name: self.head_forward(name, enc, batch) for name in tasks}
 
     def task_parameters(self) -> list[nn.Parameter]:
         """Parameters that belong to one task (heads and towers), not shared by all."""

@@ -102,6 +102,11 @@ class Task(ABC):
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         """A module mapping EncoderOutput to this task's logits."""
 
+    def build_head_for(self, encoder: Any, dropout: float) -> nn.Module:
+        """The head on top of ``encoder``: ``build_head`` of its width. A member whose head is
+        made from the encoder itself (a seq2seq decoder warm-started from its weights) overrides it."""
+        return self.build_head(encoder.hidden_size, dropout)
+
     @abstractmethod
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Scalar training loss for one batch."""
