@@ -46,7 +46,7 @@ def config(arm: str, args: argparse.Namespace) -> dict:
                         "decoder_init": "encoder" if arm == "warm" else "random"},
         }],
         "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr or (1e-4 if arm == "warm" else 5e-4),
-                  "warmup_ratio": 0.1, "max_length": 64, "seed": 42, "progress": False, "eval_batch_size": 64},
+                  "warmup_ratio": 0.1, "max_length": 64, "seed": 42, "progress": args.progress, "eval_batch_size": 64},
     }
 
 
@@ -67,7 +67,7 @@ def throughput(predictor, sources: list[str], batch: int, rounds: int) -> dict: 
         t0 = time.perf_counter()
         rows = predictor.predict(chunk)
         latencies.append(time.perf_counter() - t0)
-        tokens += sum(len(tok(r["mt"]["text"], add_special_tokens=False)["input_ids"]) + 1 for r in rows)
+        tokens += sum(len(tok(r["text"], add_special_tokens=False)["input_ids"]) + 1 for r in rows)
     q = statistics.quantiles(latencies, n=20, method="inclusive")
     return {"batch": batch, "calls": len(chunks), "tokens_per_s": tokens / sum(latencies),
             "latency_p50_s": statistics.median(latencies), "latency_p95_s": q[18]}
@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--beams", type=int, default=1)
     ap.add_argument("--dev", type=int, default=64)
     ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--progress", action="store_true")
     ap.add_argument("--throughput", action="store_true", help="also time generation at batch 1 and 32")
     args = ap.parse_args()
     import torch
@@ -99,7 +100,7 @@ def main() -> None:
     src, ref = test_pairs(args.test_limit)
     predictor.batch_size = 64
     t1 = time.perf_counter()
-    hyps = [r["mt"]["text"] for r in predictor.predict(src)]
+    hyps = [r["text"] for r in predictor.predict(src)]
     test_wall = time.perf_counter() - t1
     out = {
         "arm": args.arm, "steps": args.steps, "batch_size": args.batch_size, "beams": args.beams,
