@@ -2,11 +2,11 @@
 same architecture from random weights, equal steps; BLEU/chrF (lower-cased: the MiniLM vocabulary
 is uncased) on test_2016_flickr; generation throughput (tokens/s) and latency at batch 1 and 32.
 
-Run one arm per call (each fits the shared benchmark lock's ~10 minutes):
-    .venv/bin/python bench/generation.py --arm warm --steps 600
-    .venv/bin/python bench/generation.py --arm scratch --steps 600
-    .venv/bin/python bench/generation.py --arm warm --steps 600 --throughput
-Results land in bench/results/generation_<arm>.json.
+Run (both arms one after the other, the same steps, batch size and data; throughput measured on
+the warm-started model, alternating batch 1 and 32):
+    .venv/bin/python bench/generation.py --arms warm --steps 80 --batch-size 16 --train-limit 2000 --test-limit 200 --throughput
+    .venv/bin/python bench/generation.py --arms scratch --steps 80 --batch-size 16 --train-limit 2000 --test-limit 200
+Results land in bench/results/generation_<arms>.json.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ def config(arm: str, args: argparse.Namespace) -> dict:
         "encoder": {"name_or_path": "default" if arm == "warm" else "scratch:default"},
         "tasks": [{
             "name": "mt", "type": "seq2seq",
-            "data": {"train": str(DATA / "train"), "dev": str(dev_slice(args.dev)),
+            "data": {"train": str(DATA / "train"), "dev": str(dev_slice(args.dev)), "limit": args.train_limit,
                      "parallel": {"source": "de", "target": "en"}},
-            "options": {"max_source_length": 64, "max_target_length": 48, "label_smoothing": 0.1,
-                        "num_beams": args.beams, "max_new_tokens": 48, "lowercase": True,
+            "options": {"max_source_length": 64, "max_target_length": 40, "label_smoothing": 0.1,
+                        "num_beams": args.beams, "max_new_tokens": args.max_new_tokens, "lowercase": True,
                         "decoder_init": "encoder" if arm == "warm" else "random"},
         }],
-        "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr or (1e-4 if arm == "warm" else 5e-4),
+        "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                   "warmup_ratio": 0.1, "max_length": 64, "seed": 42, "progress": args.progress, "eval_batch_size": 64},
     }
 
@@ -75,10 +75,13 @@ def throughput(predictor, sources: list[str], batch: int, rounds: int) -> dict: 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arm", choices=("warm", "scratch"), required=True)
+    ap.add_argument("--arms", default="warm,scratch", help="comma-separated: warm, scratch")
+    ap.add_argument("--train-limit", type=int, default=None, help="a seeded subset of the 29,000 training pairs")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--calls", type=int, default=8, help="throughput: predict calls per batch size and round")
     ap.add_argument("--beams", type=int, default=1)
     ap.add_argument("--dev", type=int, default=64)
     ap.add_argument("--test-limit", type=int, default=None)
@@ -92,33 +95,36 @@ def main() -> None:
     from polytask.evaluation import metrics as M
     from polytask.training.loop import train
 
-    run_dir = RESULTS / f"generation_{args.arm}_run"
-    t0 = time.perf_counter()
-    res = train(parse_config(config(args.arm, args)), output_dir=run_dir, overwrite=True)
-    train_wall = time.perf_counter() - t0
-    predictor = polytask.load(str(run_dir))
-    src, ref = test_pairs(args.test_limit)
-    predictor.batch_size = 64
-    t1 = time.perf_counter()
-    hyps = [r["text"] for r in predictor.predict(src)]
-    test_wall = time.perf_counter() - t1
-    out = {
-        "arm": args.arm, "steps": args.steps, "batch_size": args.batch_size, "beams": args.beams,
-        "lr": config(args.arm, args)["train"]["lr"], "threads": torch.get_num_threads(),
-        "train_wall_s": train_wall, "test_pairs": len(src), "test_generation_wall_s": test_wall,
-        "test_lowercased": M.bleu_chrf(ref, hyps, lowercase=True), "dev": res.dev,
-        "samples": list(zip(src[:5], hyps[:5], ref[:5], strict=True)),
-    }
-    if args.throughput:
-        # Alternate the two batch sizes so both see the same machine load.
-        parts: dict[int, list[dict]] = {1: [], 32: []}
-        for _ in range(2):
-            parts[1].append(throughput(predictor, src, 1, 16))
-            parts[32].append(throughput(predictor, src, 32, 4))
-        out["throughput"] = parts
+    results = {"command_args": vars(args), "arms": {}}
+    for arm in args.arms.split(","):
+        run_dir = RESULTS / f"generation_{arm}_run"
+        t0 = time.perf_counter()
+        res = train(parse_config(config(arm, args)), output_dir=run_dir, overwrite=True)
+        train_wall = time.perf_counter() - t0
+        predictor = polytask.load(str(run_dir))
+        src, ref = test_pairs(args.test_limit)
+        predictor.batch_size = 64
+        t1 = time.perf_counter()
+        hyps = [r["text"] for r in predictor.predict(src)]
+        test_wall = time.perf_counter() - t1
+        out = {
+            "steps": args.steps, "batch_size": args.batch_size, "beams": args.beams,
+            "lr": config(arm, args)["train"]["lr"], "threads": torch.get_num_threads(),
+            "train_wall_s": train_wall, "test_pairs": len(src), "test_generation_wall_s": test_wall,
+            "test_lowercased": M.bleu_chrf(ref, hyps, lowercase=True), "dev": res.dev,
+            "samples": list(zip(src[:5], hyps[:5], ref[:5], strict=True)),
+        }
+        if args.throughput and arm == "warm":
+            # Alternate the two batch sizes so both see the same machine load.
+            parts: dict[int, list[dict]] = {1: [], 32: []}
+            for _ in range(2):
+                parts[1].append(throughput(predictor, src, 1, args.calls))
+                parts[32].append(throughput(predictor, src, 32, max(2, args.calls // 4)))
+            out["throughput"] = parts
+        results["arms"][arm] = out
+        print(json.dumps({arm: out}, indent=2), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"generation_{args.arm}.json").write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    (RESULTS / f"generation_{args.arms.replace(',', '_')}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
