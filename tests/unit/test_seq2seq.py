@@ -163,6 +163,12 @@ def test_generation_is_deterministic_and_survives_save_load_and_export(tmp_path:
     ids = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     assert [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)] == texts
 
+    from polytask.errors import ExportError
+    from polytask.export.onnx import export_onnx
+
+    with pytest.raises(ExportError, match=r"task .mt. generates text .* export it with .polytask export hf."):
+        export_onnx(tmp_path / "a", tmp_path / "onnx")
+
 
 def test_seq2seq_and_classification_share_the_encoder(tmp_path: Path, tiny_encoder_dir: Path) -> None:
     data = write_pairs(tmp_path / "data")
@@ -177,6 +183,15 @@ def test_seq2seq_and_classification_share_the_encoder(tmp_path: Path, tiny_encod
     assert isinstance(rows[0]["mt"]["text"], str) and rows[1]["sent"]["label"] in ("pos", "neg")
     again = polytask.load(str(tmp_path / "run")).predict(["ein hund und katze", "great fun movie"])
     assert again == rows
+
+    # serve answers with the generated text (in-process app, no server started).
+    from fastapi.testclient import TestClient
+
+    from polytask.serving.server import Limits, create_app
+
+    with TestClient(create_app(predictor, Limits())) as client:
+        r = client.post("/predict", json={"text": "ein hund und katze", "tasks": "mt"})
+        assert r.status_code == 200 and r.json()["predictions"][0] == rows[0]["mt"]
 
     # init_from: the classification+seq2seq run's encoder starts a new seq2seq run.
     from polytask.runs import starting_encoder

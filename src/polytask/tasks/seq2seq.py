@@ -108,9 +108,6 @@ class Seq2SeqOutput:
             self._texts = self._generate()
         return self._texts
 
-    def detach(self) -> Seq2SeqOutput:
-        return self
-
 
 class Seq2SeqHead(nn.Module):
     """A transformer decoder with cross-attention over the encoder's token states.
