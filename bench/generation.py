@@ -4,8 +4,8 @@ is uncased) on test_2016_flickr; generation throughput (tokens/s) and latency at
 
 Run (both arms one after the other, the same steps, batch size and data; throughput measured on
 the warm-started model, alternating batch 1 and 32):
-    .venv/bin/python bench/generation.py --arms warm --steps 80 --batch-size 16 --train-limit 2000 --test-limit 200 --throughput
-    .venv/bin/python bench/generation.py --arms scratch --steps 80 --batch-size 16 --train-limit 2000 --test-limit 200
+    .venv/bin/python bench/generation.py --arms warm --steps 60 --batch-size 16 --train-limit 2000 --test-limit 150 --throughput --calls 6
+    .venv/bin/python bench/generation.py --arms scratch --steps 60 --batch-size 16 --train-limit 2000 --test-limit 150
 Results land in bench/results/generation_<arms>.json.
 """
 
@@ -96,6 +96,8 @@ def main() -> None:
     from polytask.training.loop import train
 
     results = {"command_args": vars(args), "arms": {}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    dest = RESULTS / f"generation_{args.arms.replace(',', '_')}.json"
     for arm in args.arms.split(","):
         run_dir = RESULTS / f"generation_{arm}_run"
         t0 = time.perf_counter()
@@ -114,6 +116,8 @@ def main() -> None:
             "test_lowercased": M.bleu_chrf(ref, hyps, lowercase=True), "dev": res.dev,
             "samples": list(zip(src[:5], hyps[:5], ref[:5], strict=True)),
         }
+        results["arms"][arm] = out
+        dest.write_text(json.dumps(results, indent=2))  # kept even if the throughput part is cut short
         if args.throughput and arm == "warm":
             # Alternate the two batch sizes so both see the same machine load.
             parts: dict[int, list[dict]] = {1: [], 32: []}
@@ -121,10 +125,8 @@ def main() -> None:
                 parts[1].append(throughput(predictor, src, 1, args.calls))
                 parts[32].append(throughput(predictor, src, 32, max(2, args.calls // 4)))
             out["throughput"] = parts
-        results["arms"][arm] = out
+        dest.write_text(json.dumps(results, indent=2))
         print(json.dumps({arm: out}, indent=2), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"generation_{args.arms.replace(',', '_')}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
