@@ -2,10 +2,10 @@
 same architecture from random weights, equal steps; BLEU/chrF (lower-cased: the MiniLM vocabulary
 is uncased) on test_2016_flickr; generation throughput (tokens/s) and latency at batch 1 and 32.
 
-Run (both arms one after the other, the same steps, batch size and data; throughput measured on
-the warm-started model, alternating batch 1 and 32):
-    .venv/bin/python bench/generation.py --arms warm --steps 60 --batch-size 16 --train-limit 2000 --test-limit 150 --throughput --calls 6
-    .venv/bin/python bench/generation.py --arms scratch --steps 60 --batch-size 16 --train-limit 2000 --test-limit 150
+Run (both arms one after the other in one process, the same steps, batch size, learning rate and
+data; throughput measured on the warm-started model, alternating batch 1 and 32):
+    .venv/bin/python bench/generation.py --arms warm,scratch --steps 40 --batch-size 16 \
+        --train-limit 2000 --test-limit 150 --dev 16 --throughput --calls 6
 Results land in bench/results/generation_<arms>.json.
 """
 
