@@ -15,7 +15,9 @@ pytestmark = pytest.mark.integration
 EXAMPLES = [p for p in sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
             if "tasks" in yaml.safe_load(p.read_text())]
 # Keep the slow parts of a strategy small as well: a few contrastive pairs instead of thousands.
-EXTRA = {"few_shot_sst2": ["transfer.options.contrastive_few_shot.num_iterations=1"]}
+EXTRA = {"few_shot_sst2": ["transfer.options.contrastive_few_shot.num_iterations=1"],
+         # Greedy, short generations: an untrained decoder otherwise writes max_new_tokens per input.
+         "seq2seq_multi30k": ["tasks.0.options.num_beams=1", "tasks.0.options.max_new_tokens=8"]}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -40,7 +40,7 @@ def raises(message: str):  # noqa: ANN201
 
 
 def test_registry_holds_every_format() -> None:
-    assert READERS.names() == ["conll", "csv", "folder", "hf", "jsonl", "label_text", "squad", "tsv"]
+    assert READERS.names() == ["conll", "csv", "folder", "hf", "jsonl", "label_text", "parallel", "squad", "tsv"]
 
 
 # ---- CSV / TSV --------------------------------------------------------------------------------
@@ -424,7 +424,7 @@ def test_format_inference_folders_and_errors(tmp_path: Path) -> None:
     assert resolve_format(cfg(format="csv"), "x.weird", False) == "csv"
     odd = write(tmp_path, "x.xlsx", "")
     with raises(f"{odd}: cannot tell the format from the extension '.xlsx'; set data.format to one of: "
-                "conll, csv, folder, hf, jsonl, label_text, squad, tsv"):
+                "conll, csv, folder, hf, jsonl, label_text, parallel, squad, tsv"):
         resolve_format(cfg(), odd, False)
     with raises(f"{tmp_path / 'gone'}: file not found; data paths are relative to the experiment file"):
         resolve_format(cfg(), str(tmp_path / "gone"), False)

@@ -74,7 +74,7 @@ def grads_finite(head: torch.nn.Module) -> bool:
 
 # ---- registry and options ---------------------------------------------------------------------
 def test_registry_lists_every_member() -> None:
-    assert TASKS.names() == ["classification", "extractive_qa", "multilabel", "regression", "token_classification"]
+    assert TASKS.names() == ["classification", "extractive_qa", "multilabel", "regression", "seq2seq", "token_classification"]
 
 
 def test_unknown_type_lists_known_types() -> None:
@@ -82,7 +82,7 @@ def test_unknown_type_lists_known_types() -> None:
         make("clasification")
     assert str(err.value) == (
         "unknown task type 'clasification' (field tasks.t.type); known: classification, "
-        "extractive_qa, multilabel, regression, token_classification (or an import path "
+        "extractive_qa, multilabel, regression, seq2seq, token_classification (or an import path "
         "'package.module:Class')"
     )
 
@@ -514,6 +514,25 @@ def test_token_state_round_trip() -> None:
 
 
 # ---- shared battery over every registered task type ------------------------------------------
+def tiny_encoder(tok: Any) -> Any:
+    """A hidden-32 random BERT with the MiniLM tokenizer: what ``build_head_for`` is given (a
+    seq2seq head builds its decoder from the encoder's architecture)."""
+    from transformers import BertConfig, BertModel
+
+    from polytask.encoders.transformer import TransformerEncoder
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    return TransformerEncoder(BertModel(config, add_pooling_layer=False), tok)
+
+
+def call_head(head: torch.nn.Module, batch: dict[str, Any]) -> Any:
+    """The head on a fake encoder output, given the batch too when it reads it (as PolytaskModel does)."""
+    enc = fake_encoder_output(batch)
+    return head(enc, batch) if getattr(head, "reads_batch", False) else head(enc)
+
+
 @pytest.mark.parametrize("type_", TASKS.names())
 def test_battery(type_: str, tok: Any) -> None:
     examples = TASKS.get(type_).example_inputs()  # each member supplies its own samples
@@ -524,12 +543,16 @@ def test_battery(type_: str, tok: Any) -> None:
     batch = batch_of(task, examples, tok)
     assert batch["input_ids"].shape[0] == len(examples) and "labels" in batch
 
-    logits, head = forward_backward(task, batch)
+    torch.manual_seed(0)
+    head = task.build_head_for(tiny_encoder(tok), dropout=0.0)
+    out = call_head(head, batch)
+    task.loss(out, batch).backward()
+    logits = getattr(out, "logits", out)  # a seq2seq head returns teacher-forced logits + generation
     assert torch.isfinite(logits).all()
     assert grads_finite(head)
 
     head.eval()
-    preds = task.decode(head(fake_encoder_output(batch)), batch)
+    preds = task.decode(call_head(head, batch), batch)
     assert len(preds) == len(examples) and all(isinstance(p, dict) for p in preds)
     json.dumps(preds)
     metrics = task.metrics(preds, examples)
@@ -541,14 +564,14 @@ def test_battery(type_: str, tok: Any) -> None:
     task.check(unlabelled, "predict")
     ub = batch_of(task, unlabelled, tok)
     assert "labels" not in ub
-    assert len(task.decode(head(fake_encoder_output(ub)), ub)) == len(examples)
+    assert len(task.decode(call_head(head, ub), ub)) == len(examples)
 
     # State and options round-trip through JSON; a restored task decodes identically.
     state = json.loads(json.dumps(task.state()))
     fresh = make(type_)
     fresh.load_state(state)
     assert fresh.labels == task.labels
-    assert fresh.decode(head(fake_encoder_output(batch)), batch) == preds
+    assert fresh.decode(call_head(head, batch), batch) == preds
     opts = asdict(task.options)
     assert options_from(type(task.options), opts, task.name, type_) == task.options
 

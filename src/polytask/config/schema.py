@@ -30,7 +30,21 @@ class ColumnsConfig(Strict):
     tags: int = -1
 
 
-DataFormat = Literal["auto", "csv", "tsv", "jsonl", "conll", "label_text", "folder", "hf", "squad"]
+DataFormat = Literal["auto", "csv", "tsv", "jsonl", "conll", "label_text", "folder", "hf", "squad", "parallel"]
+
+
+class ParallelConfig(Strict):
+    """Line-aligned parallel files (machine translation): split path ``P`` reads ``P.<source>``
+    (the texts) and ``P.<target>`` (the targets), one sentence per line.
+
+    Args:
+        source: the source file's suffix (``de`` for ``train.de``).
+        target: the target file's suffix (``en`` for ``train.en``).
+    """
+
+    source: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+
 
 
 class DataConfig(Strict):
@@ -59,6 +73,9 @@ class DataConfig(Strict):
         default_factory=lambda: {"train": "train", "dev": "validation", "test": "test"}
     )
     docstart: str = "-DOCSTART-"
+    # Parallel files (format: parallel, or auto when set): each split path is a stem that
+    # ``<stem>.<source>`` and ``<stem>.<target>`` complete.
+    parallel: ParallelConfig | None = None
     # Rows a reader cannot use (too few columns, a label-only line, bad JSON, a control
     # character in a label, a CoNLL line whose column count differs from the file's): stop with
     # the first (error), or leave them out and report their lines (skip: one summary line;

@@ -42,6 +42,8 @@ def resolve_format(config: DataConfig, path: str | Path, token_level: bool) -> s
     """
     if config.format != "auto":
         return config.format
+    if config.parallel is not None:
+        return "parallel"
     p = Path(path)
     if p.is_dir():
         return "hf" if is_saved_dataset(p) else "folder"

@@ -18,6 +18,7 @@ from polytask.encoders.base import ENCODERS, Encoder, EncoderOutput, mean_pool
 from polytask.errors import ConfigError
 
 DEFAULT = "default"
+SCRATCH = "scratch:"
 
 
 def resolve_source(name_or_path: str) -> str:
@@ -119,7 +120,12 @@ class TransformerEncoder(Encoder):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT, pooling: str = "mean") -> TransformerEncoder:
-        """Load pretrained weights and tokenizer from a folder, hub id, or ``default``."""
+        """Load pretrained weights and tokenizer from a folder, hub id, or ``default``.
+
+        ``scratch:<folder, id or default>`` takes that model's architecture and tokenizer with
+        random weights (seeded by the run's seed): the from-scratch baseline of a comparison."""
+        if name_or_path.startswith(SCRATCH):
+            return cls.from_files(Path(resolve_source(name_or_path[len(SCRATCH):])), pooling=pooling)
         source = resolve_source(name_or_path)
         local_only = _check_hub_id(name_or_path, source)
         _quiet_transformers()

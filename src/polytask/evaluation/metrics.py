@@ -221,3 +221,44 @@ def squad_scores(golds: Sequence[Sequence[str]], preds: Sequence[str]) -> dict[s
         em += max(answer_exact_match(g, pred) for g in options)
         f1 += max(answer_f1(g, pred) for g in options)
     return {"exact_match": 100.0 * em / len(preds), "f1": 100.0 * f1 / len(preds)}
+
+
+# ---- generated text -------------------------------------------------------------------------
+def _generation_package(module: str, package: str) -> object:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        from polytask.errors import ConfigError
+
+        raise ConfigError(f"scoring generated text needs the package {package} (pip install "
+                          f"'polytask[generation]' or pip install {package})") from exc
+
+
+def bleu_chrf(references: Sequence[str], hypotheses: Sequence[str], lowercase: bool = False) -> dict[str, float]:
+    """Corpus sacreBLEU (13a tokenisation, one reference) and chrF, both 0-100.
+
+    Post, "A Call for Clarity in Reporting BLEU Scores", WMT 2018; Popovic, "chrF", WMT 2015.
+    ``lowercase`` scores case-insensitively (what an uncased vocabulary can be compared on).
+    """
+    _check(references, hypotheses)
+    sacrebleu = _generation_package("sacrebleu", "sacrebleu")
+    refs = [list(references)]
+    bleu = sacrebleu.metrics.BLEU(lowercase=lowercase).corpus_score(list(hypotheses), refs)  # type: ignore[attr-defined]
+    chrf = sacrebleu.metrics.CHRF(lowercase=lowercase).corpus_score(list(hypotheses), refs)  # type: ignore[attr-defined]
+    return {"bleu": float(bleu.score), "chrf": float(chrf.score)}
+
+
+def rouge(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F-measures (0-100) with Porter stemming, as the ``rouge-score`` package
+    computes them (Lin, "ROUGE", ACL workshop 2004)."""
+    _check(references, hypotheses)
+    scorer_mod = _generation_package("rouge_score.rouge_scorer", "rouge-score")
+    scorer = scorer_mod.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)  # type: ignore[attr-defined]
+    sums = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for ref, hyp in zip(references, hypotheses, strict=True):
+        scores = scorer.score(ref, hyp)
+        for k in sums:
+            sums[k] += scores[k].fmeasure
+    return {k: 100.0 * v / len(references) for k, v in sums.items()}

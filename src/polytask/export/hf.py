@@ -47,6 +47,7 @@ PROBLEM_TYPES = {
 SPAN_TYPES = ("extractive_qa",)
 """Task types exported as ``AutoModelForQuestionAnswering`` (a start/end linear head on tokens)."""
 
+SEQ2SEQ = "seq2seq"  # exported as an EncoderDecoderModel (encoder + the task's decoder)
 MANIFEST = "polytask_export.json"
 PARITY_TOLERANCE = 1e-4  # largest |exported - polytask| logit accepted by the export's own check
 SAMPLE_TEXTS = ["a short text", "a somewhat longer sentence, to check padding and pooling against"]
@@ -109,10 +110,10 @@ def export_hf_folders(
                 f"{run_dir}: task {name!r} has task_layers (private layers between the encoder and "
                 "its head), which no transformers architecture holds; export a run without them"
             )
-        if not task.token_level and task.registry_name not in (*PROBLEM_TYPES, *SPAN_TYPES):
+        if not task.token_level and task.registry_name not in (*PROBLEM_TYPES, *SPAN_TYPES, SEQ2SEQ):
             raise CheckpointError(
                 f"{run_dir}: task {name!r} of type {task.registry_name!r} has no transformers head; "
-                f"exportable types: {', '.join([*PROBLEM_TYPES, 'token_classification', *SPAN_TYPES])}"
+                f"exportable types: {', '.join([*PROBLEM_TYPES, 'token_classification', *SPAN_TYPES, SEQ2SEQ])}"
             )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +124,12 @@ def export_hf_folders(
     for name, task in run.tasks.items():
         folder = out if single else out / name
         folder.mkdir(parents=True, exist_ok=True)
+        if task.registry_name == SEQ2SEQ:
+            _save_seq2seq_model(run, name, folder)
+            _save_tokenizer(run, name, folder)
+            result.tasks[name] = folder
+            result.max_abs_diff[name] = _check_generation(run, name, folder)
+            continue
         if task.token_level:
             _save_token_model(run, name, folder)
         elif task.registry_name in SPAN_TYPES:
@@ -133,7 +140,9 @@ def export_hf_folders(
         _save_tokenizer(run, name, folder)
         result.tasks[name] = folder
         result.max_abs_diff[name] = _check_parity(run, name, folder)
-    write_sentence_transformers_files(result.encoder_dir, run)
+    if not (single and run.tasks[next(iter(run.tasks))].registry_name == SEQ2SEQ):
+        # A single seq2seq folder is an EncoderDecoderModel, not a sentence encoder.
+        write_sentence_transformers_files(result.encoder_dir, run)
     from polytask.export.model_card import write_model_cards
 
     write_model_cards(run, result)
@@ -263,6 +272,47 @@ def _save_sequence_model(run: LoadedRun, task: str, folder: Path) -> None:
     saved["auto_map"] = config.auto_map
     saved["architectures"] = config.architectures
     cfg_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
+def _seq2seq_model(run: LoadedRun, task: str) -> nn.Module:
+    """An ``EncoderDecoderModel`` of the run's encoder and the task's decoder, with the task's
+    generation settings as its ``generation_config``."""
+    from transformers import EncoderDecoderModel, GenerationConfig
+
+    head = run.model.heads[task]
+    model = EncoderDecoderModel(encoder=_base(run), decoder=head.decoder)
+    gen = head.generation_kwargs()
+    model.config.decoder_start_token_id = gen["decoder_start_token_id"]
+    model.config.pad_token_id = gen["pad_token_id"]
+    model.config.eos_token_id = gen["eos_token_id"]
+    model.config.polytask_task = task
+    model.config.polytask_task_type = SEQ2SEQ
+    model.generation_config = GenerationConfig(**gen)
+    return model
+
+
+def _save_seq2seq_model(run: LoadedRun, task: str, folder: Path) -> None:
+    _seq2seq_model(run, task).save_pretrained(folder, safe_serialization=True)
+
+
+def _check_generation(run: LoadedRun, task: str, folder: Path) -> float:
+    """The exported folder, loaded by ``EncoderDecoderModel.from_pretrained``, must generate
+    polytask's texts on sample inputs (returns 0.0; CheckpointError otherwise)."""
+    from transformers import EncoderDecoderModel
+
+    exported = EncoderDecoderModel.from_pretrained(folder).eval()
+    t = run.tasks[task]
+    tok = run.model.encoder.tokenizer
+    batch = tok(SAMPLE_TEXTS, padding=True, truncation=True, max_length=t.max_source_length, return_tensors="pt")
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+    with torch.inference_mode():
+        ours = run.model(task, dict(inputs)).texts()
+        ids = exported.generate(**inputs)
+    theirs = [s.strip() for s in tok.batch_decode(ids.tolist(), skip_special_tokens=True)]
+    if ours != theirs:
+        raise CheckpointError(f"task {task!r}: the exported model generates {theirs!r} where polytask generates "
+                              f"{ours!r}; please report this")
+    return 0.0
 
 
 def _import_model_class(folder: Path) -> type:

@@ -163,6 +163,11 @@ def export_onnx(
         raise ExportError(f"{out} exists and is not an ONNX export; choose an empty or new folder")
     model = run.model.to("cpu").eval()
     names = list(run.tasks)
+    generating = [n for n in names if getattr(run.tasks[n], "registry_name", "") == "seq2seq"]
+    if generating:
+        raise ExportError(f"task {generating[0]!r} generates text (seq2seq), which this ONNX export (one forward "
+                          "pass per input) does not cover; export it with `polytask export hf` (an "
+                          "EncoderDecoderModel folder) instead")
     inputs = encoder_input_names(model)
     outputs = output_names(names)
     tmp = out.with_name(f".tmp-{out.name}")

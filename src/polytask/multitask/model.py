@@ -62,7 +62,7 @@ class PolytaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(
-            {name: task.build_head(encoder.hidden_size, dropout) for name, task in tasks.items()}
+            {name: task.build_head_for(encoder, dropout) for name, task in tasks.items()}
         )
         self.towers = nn.ModuleDict({
             name: TaskTower(encoder.hidden_size, task.config.task_layers, dropout)
@@ -80,37 +80,42 @@ class PolytaskModel(nn.Module):
     def encode(self, batch: dict[str, Any]) -> EncoderOutput:
         return self.encoder(**{k: batch[k] for k in ENCODER_INPUTS if k in batch})
 
-    def head_forward(self, task: str, enc: EncoderOutput) -> torch.Tensor:
+    def head_forward(self, task: str, enc: EncoderOutput, batch: dict[str, Any] | None = None) -> Any:
         """Logits of ``task`` from the shared encoder's output (its ``from_layer``, through its
-        tower, if any).
+        tower, if any). A head that declares ``reads_batch`` (a seq2seq decoder: it reads the
+        target tokens) is also given the batch.
 
         Under bf16/fp16 autocast the encoder runs in low precision but the heads (and towers) run
         in fp32 on fp32 states: they cost little, and regression outputs and the CRF's scores keep
-        their precision.
+        their precision. A decoder head is a network as large as the encoder: it stays in the
+        autocast precision.
         """
         k = self.from_layer.get(task)
         if k is not None:
             states = enc.layers[k]  # (B, T, H) after layer k
             enc = EncoderOutput(token_states=states, mask=enc.mask, pooled=mean_pool(states, enc.mask))
         device = enc.token_states.device.type
-        if torch.is_autocast_enabled(device):
+        if torch.is_autocast_enabled(device) and not getattr(self.heads[task], "reads_batch", False):
             with torch.autocast(device, enabled=False):
                 return self._head(task, EncoderOutput(
-                    token_states=enc.token_states.float(), mask=enc.mask, pooled=enc.pooled.float()))
-        return self._head(task, enc)
+                    token_states=enc.token_states.float(), mask=enc.mask, pooled=enc.pooled.float()), batch)
+        return self._head(task, enc, batch)
 
-    def _head(self, task: str, enc: EncoderOutput) -> torch.Tensor:
+    def _head(self, task: str, enc: EncoderOutput, batch: dict[str, Any] | None) -> Any:
         """``task``'s tower (if any) and head on ``enc``."""
         if task in self.towers:
             enc = self.towers[task](enc)
-        return self.heads[task](enc)
+        head = self.heads[task]
+        if getattr(head, "reads_batch", False):
+            return head(enc, batch or {})
+        return head(enc)
 
     def forward(self, task: str | None, batch: dict[str, Any]) -> Any:
         """Logits of one task for one batch; with ``task`` None, a shared-input batch
         (``multitask/shared.py``): task -> logits of the rows it labels, one encoder pass."""
         if task is None:
             return self.forward_shared(batch)
-        return self.head_forward(task, self.encode(batch))
+        return self.head_forward(task, self.encode(batch), batch)
 
     def forward_shared(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """One encoder pass over a stream batch, then each task's head on the rows it labels
@@ -126,7 +131,7 @@ class PolytaskModel(nn.Module):
     def forward_all(self, batch: dict[str, Any], tasks: list[str]) -> dict[str, torch.Tensor]:
         """Logits of several tasks from one encoder pass (serving a multi-task model)."""
         enc = self.encode(batch)
-        return {name: self.head_forward(name, enc) for name in tasks}
+        return {name: self.head_forward(name, enc, batch) for name in tasks}
 
     def task_parameters(self) -> list[nn.Parameter]:
         """Parameters that belong to one task (heads and towers), not shared by all."""

@@ -112,7 +112,15 @@ def build_streams(cfg: Any, data: dict[str, Any], feats: dict[str, dict[str, lis
     """
     streams: dict[str, Stream] = {}
     by_name = {t.name: t for t in cfg.tasks}
+    explicit = cfg.multitask.shared_inputs != "auto"
     for group in find_groups(cfg):
+        lone = [t for t in group if not data[t].task.shares_inputs]
+        if lone and explicit:
+            raise ConfigError(f"task {lone[0]!r} (type {by_name[lone[0]].type}) cannot share an encoder pass with "
+                              "other tasks; take it out of multitask.shared_inputs", field="multitask.shared_inputs")
+        group = [t for t in group if t not in lone]  # auto: such tasks keep their own batches
+        if len(group) < 2:
+            continue
         for t in group:
             if by_name[t].augment is not None or by_name[t].unlabeled is not None:
                 raise ConfigError(f"task {t!r} shares its inputs with {', '.join(g for g in group if g != t)} and "

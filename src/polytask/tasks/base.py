@@ -57,6 +57,10 @@ class Task(ABC):
     # predictor then answers them from one encoder pass); False for a task with its own layout
     # (extractive QA's windows).
     shares_features: bool = True
+    # Whether this task can join a shared-input stream (multitask.shared_inputs: one encoder pass,
+    # each task's head on the rows it labels); False for heads that need more than the encoder's
+    # states of the row (a decoder reading its targets) or features of their own.
+    shares_inputs: bool = True
 
     @classmethod
     def example_inputs(cls) -> list[Example]:
@@ -105,6 +109,11 @@ class Task(ABC):
     @abstractmethod
     def build_head(self, hidden_size: int, dropout: float) -> nn.Module:
         """A module mapping EncoderOutput to this task's logits."""
+
+    def build_head_for(self, encoder: Any, dropout: float) -> nn.Module:
+        """The head on top of ``encoder``: ``build_head`` of its width. A member whose head is
+        made from the encoder itself (a seq2seq decoder warm-started from its weights) overrides it."""
+        return self.build_head(encoder.hidden_size, dropout)
 
     @abstractmethod
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:

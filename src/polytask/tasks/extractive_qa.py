@@ -122,6 +122,7 @@ class ExtractiveQATask(Task):
     (the start probability times the end probability within its window). Metrics are exact
     match and F1 (the default) with the official SQuAD normalisation, in percent.
     """
+    shares_inputs = False  # never joins a shared-input stream (see Task.shares_inputs)
 
     default_metric = "f1"
     greater_is_better = True

@@ -214,7 +214,7 @@ class _Unweighted:
 
 def _logits(run: Run, name: str, batch: dict[str, Any], idx: list[int]) -> torch.Tensor:
     if run.cache is not None:
-        return run.unwrapped.head_forward(name, run.cache.output(name, idx))
+        return run.unwrapped.head_forward(name, run.cache.output(name, idx), batch)
     return run.model(name, batch)
 
 
