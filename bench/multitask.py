@@ -114,7 +114,28 @@ def run(name: str, task_list: list[dict], multitask: dict, args: argparse.Namesp
     # Scores at the best checkpoint (what a user keeps), from its saved metrics.
     meta = json.loads((run_dir / "checkpoints/best/meta.json").read_text())
     scores = {t["name"]: meta["metrics"][f"{t['name']}/{metric_of(t)}"] for t in task_list}
-    return {"scores": scores, "seconds": wall, "bytes": size, "steps": result.steps}
+    return {"scores": scores, "seconds": wall, "bytes": size, "steps": result.steps, "cfg": parse_config(raw),
+            "run_dir": run_dir}
+
+
+def refine_glue(joint: dict, task_list: list[dict], seed: int, args: argparse.Namespace) -> dict:
+    """MT-DNN refinement of the ``mt_equal`` run: each task fine-tuned alone from the joint run's
+    best encoder (``procedures/refine.py``), scored at its own best checkpoint; its time is the
+    joint run's plus the refinements'."""
+    from polytask.procedures.refine import refine_config
+    from polytask.training.loop import train
+
+    scores, seconds, size = {}, joint["seconds"], joint["bytes"]
+    for t in task_list:
+        sub = refine_config(joint["cfg"], t["name"], joint["run_dir"])
+        t0 = time.perf_counter()
+        result = train(sub, overwrite=True)
+        seconds += time.perf_counter() - t0
+        meta = json.loads((result.run_dir / "checkpoints/best/meta.json").read_text())
+        scores[t["name"]] = meta["metrics"][f"{t['name']}/{metric_of(t)}"]
+        size += (result.run_dir / "checkpoints/best/model.safetensors").stat().st_size
+    return {"arm": "mt_equal+refine", "seed": seed, "scores": scores, "seconds": seconds, "bytes": size,
+            "average": statistics.mean(scores.values())}
 
 
 def conll_tasks(limit: int, dev: Path, low: bool) -> list[dict]:
@@ -222,7 +243,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=["glue", "conll"], default="glue")
     ap.add_argument("--dev-sentences", type=int, default=500, help="conll: dev sentences scored")
-    ap.add_argument("--refine", action="store_true", help="conll: add the refinement arm")
+    ap.add_argument("--refine", action="store_true", help="add the refinement arm (conll: NER from ner_pos_chunk; glue: every task from mt_equal)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--limit", type=int, default=1000, help="examples per split and task")
     ap.add_argument("--epochs", type=float, default=2)
@@ -256,6 +277,9 @@ def main() -> None:
             rec["average"] = statistics.mean(rec["scores"].values())
             records.append(rec)
             print(json.dumps(rec), flush=True)
+            if arm == "mt_equal" and args.refine:
+                records.append(refine_glue(r, task_list, seed, args))
+                print(json.dumps(records[-1]), flush=True)
 
     names = [t["name"] for t in task_list]
     lines = ["| arm | " + " | ".join(f"{n} ({metric_of(t)})" for n, t in zip(names, task_list, strict=True))
@@ -265,7 +289,7 @@ def main() -> None:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.4f} ± {sd:.4f}"
 
-    for arm in args.arms:
+    for arm in [*args.arms, *(["mt_equal+refine"] if args.refine and "mt_equal" in args.arms else [])]:
         rows = [r for r in records if r["arm"] == arm]
         cells = [ms([r["scores"][n] for r in rows]) for n in names]
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {ms([r['average'] for r in rows])} | "

@@ -29,7 +29,7 @@ def test_startup_summary_and_a_loss_from_the_first_step(
     train(parse_config(toy_config(tiny_encoder_dir, toy, tmp_path / "run", epochs=2, progress=True)))  # log_every 10; a drawn bar
     summary = notes[0]
     assert "task sent (classification): 64 train, 32 dev examples, 2 labels (neg, pos)" in summary
-    assert "16 steps (8 per epoch, one task), device cpu, precision no, 1 process(es)" in summary
+    assert "16 steps (8 per epoch, one task), device cpu, precision fp32 (train.mixed_precision: auto), 1 process(es)" in summary
     first = updates[0]
     assert first["step"] == 1 and math.isfinite(first["loss"]) and first["epoch"] == 1  # not nan, not epoch 0
     assert updates[8]["epoch"] == 2

@@ -33,7 +33,7 @@ def strategies(name: str | list[str], **options: dict):  # noqa: ANN003, ANN201
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"unknown transfer strategy 'frozen' \(field transfer.strategy\); known: contrastive_few_shot, discriminative_lr, freeze, full, gradual_unfreeze, l2_sp, lora"):
+    with pytest.raises(ConfigError, match=r"unknown transfer strategy 'frozen' \(field transfer.strategy\); known: contrastive_few_shot, discriminative_lr, drop_layers, freeze, full, gradual_unfreeze, l2_sp, lora"):
         strategies("frozen")
     with pytest.raises(ConfigError, match=r"options given for l2_sp, which is not among the chosen strategies \(freeze\)"):
         strategies("freeze", l2_sp={"alpha": 1.0})
