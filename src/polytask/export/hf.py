@@ -204,19 +204,8 @@ def _task_config(run: LoadedRun, task: str) -> Any:
 def _save_token_model(run: LoadedRun, task: str, folder: Path) -> None:
     from transformers import AutoModelForTokenClassification
 
-    config = _task_config(run, task)
-    model = AutoModelForTokenClassification.from_config(config)
-    classifier = getattr(model, "classifier", None)
-    if not isinstance(classifier, nn.Linear):
-        raise CheckpointError(
-            f"task {task!r}: transformers' token classifier for {config.model_type!r} is not a "
-            "single linear layer, so polytask's head does not fit it"
-        )
-    base = getattr(model, model.base_model_prefix)
-    base.load_state_dict(_base(run).state_dict(), strict=False)
-    _check_loaded(base, _base(run), task)
-    classifier.load_state_dict(_head_linear(run, task).state_dict())
-    model.save_pretrained(folder, safe_serialization=True)
+    model = AutoModelForTokenClassification.from_config(_task_config(run, task))
+    _save_linear_head_model(run, task, folder, model, "classifier", "token classifier")
 
 
 def _save_span_model(run: LoadedRun, task: str, folder: Path) -> None:
@@ -229,16 +218,22 @@ def _save_span_model(run: LoadedRun, task: str, folder: Path) -> None:
     t = run.tasks[task]
     config.polytask_qa_options = asdict(t.options) if is_dataclass(t.options) else {}
     model = AutoModelForQuestionAnswering.from_config(config)
-    qa_outputs = getattr(model, "qa_outputs", None)
-    if not isinstance(qa_outputs, nn.Linear):
+    _save_linear_head_model(run, task, folder, model, "qa_outputs", "question-answering head")
+
+
+def _save_linear_head_model(run: LoadedRun, task: str, folder: Path, model: nn.Module, attr: str, what: str) -> None:
+    """Fill a transformers model whose head is one linear layer (``model.<attr>``) with the run's
+    encoder and ``task``'s head, check the encoder loaded, and save it to ``folder``."""
+    head = getattr(model, attr, None)
+    if not isinstance(head, nn.Linear):
         raise CheckpointError(
-            f"task {task!r}: transformers' question-answering head for {config.model_type!r} is not "
-            "a single linear layer (qa_outputs), so polytask's head does not fit it"
+            f"task {task!r}: transformers' {what} for {model.config.model_type!r} is not a single "
+            f"linear layer ({attr}), so polytask's head does not fit it"
         )
     base = getattr(model, model.base_model_prefix)
     base.load_state_dict(_base(run).state_dict(), strict=False)
     _check_loaded(base, _base(run), task)
-    qa_outputs.load_state_dict(_head_linear(run, task).state_dict())
+    head.load_state_dict(_head_linear(run, task).state_dict())
     model.save_pretrained(folder, safe_serialization=True)
 
 
