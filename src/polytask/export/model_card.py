@@ -114,40 +114,7 @@ def model_card(run: LoadedRun, export: HfExport, task: str | None) -> str:
                   "test: the best checkpoint on the test split, when the run had one."]
     else:
         lines.append("No evaluation was recorded with this checkpoint.")
-    lines += ["", "## How to use", "", "```python"]
-    if span:
-        lines += [
-            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
-            "",
-            'model = AutoModelForQuestionAnswering.from_pretrained("PATH")',
-            'tok = AutoTokenizer.from_pretrained("PATH")',
-            'out = model(**tok("a question", "its context", return_tensors="pt"))',
-            "# out.start_logits, out.end_logits: (batch, tokens); polytask masks non-context tokens",
-        ]
-    elif task and not token:
-        lines += [
-            "from transformers import pipeline",
-            "",
-            "# trust_remote_code: modeling_polytask.py in this folder pools like polytask",
-            "# (mean of token states), which no standard transformers class does",
-            'clf = pipeline("text-classification", model="PATH", trust_remote_code=True, top_k=None)',
-            'clf("some text", truncation=True)',
-        ]
-    elif task:
-        lines += [
-            "from transformers import pipeline",
-            "",
-            'ner = pipeline("token-classification", model="PATH", aggregation_strategy="first")',
-            'ner("Alice met Bob in Paris")',
-        ]
-    else:
-        lines += [
-            "from sentence_transformers import SentenceTransformer",
-            "",
-            'model = SentenceTransformer("PATH")  # polytask\'s pooled vectors',
-            'model.encode(["some text"])',
-        ]
-    lines += ["```", ""]
+    lines += ["", "## How to use", "", "```python", *_usage(task, token, span), "```", ""]
     lines += [
         "## Intended use",
         "",
@@ -166,7 +133,7 @@ def model_card(run: LoadedRun, export: HfExport, task: str | None) -> str:
         lines.append("- polytask reads words as the whitespace-separated pieces of a text; the pipeline also "
                      "splits punctuation off words. Give text tokenised as the training data was (\"Paris , France\") "
                      "for the same tags and spans as polytask.")
-    if task and not token:
+    if task and not token and not span:
         lines.append("- Loading needs `trust_remote_code=True` (a 60-line model file in this folder; read it first). "
                      "The pipeline then logs that the model class \"is not supported for text-classification\": "
                      "it only means the class is not one of transformers' own; the predictions are polytask's.")
@@ -175,6 +142,43 @@ def model_card(run: LoadedRun, export: HfExport, task: str | None) -> str:
               "```", "", "## Library versions", ""]
     lines += [f"- {k} {v}" for k, v in _versions().items()]
     return "\n".join(lines) + "\n"
+
+
+def _usage(task: str | None, token: bool, span: bool) -> list[str]:
+    """The card's "How to use" snippet: question answering, text or token classification, or
+    (the shared encoder's folder) sentence-transformers."""
+    if span:
+        return [
+            "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+            "",
+            'model = AutoModelForQuestionAnswering.from_pretrained("PATH")',
+            'tok = AutoTokenizer.from_pretrained("PATH")',
+            'out = model(**tok("a question", "its context", return_tensors="pt"))',
+            "# out.start_logits, out.end_logits: (batch, tokens); polytask masks non-context tokens",
+        ]
+    elif task and not token:
+        return [
+            "from transformers import pipeline",
+            "",
+            "# trust_remote_code: modeling_polytask.py in this folder pools like polytask",
+            "# (mean of token states), which no standard transformers class does",
+            'clf = pipeline("text-classification", model="PATH", trust_remote_code=True, top_k=None)',
+            'clf("some text", truncation=True)',
+        ]
+    elif task:
+        return [
+            "from transformers import pipeline",
+            "",
+            'ner = pipeline("token-classification", model="PATH", aggregation_strategy="first")',
+            'ner("Alice met Bob in Paris")',
+        ]
+    else:
+        return [
+            "from sentence_transformers import SentenceTransformer",
+            "",
+            'model = SentenceTransformer("PATH")  # polytask\'s pooled vectors',
+            'model.encode(["some text"])',
+        ]
 
 
 def write_model_cards(run: LoadedRun, export: HfExport) -> None:

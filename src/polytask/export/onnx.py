@@ -163,7 +163,7 @@ def export_onnx(
         raise ExportError(f"{out} exists and is not an ONNX export; choose an empty or new folder")
     model = run.model.to("cpu").eval()
     names = list(run.tasks)
-    generating = [n for n in names if getattr(run.tasks[n], "registry_name", "") == "seq2seq"]
+    generating = [n for n in names if getattr(model.heads[n], "reads_batch", False)]
     if generating:
         raise ExportError(f"task {generating[0]!r} generates text (seq2seq), which this ONNX export (one forward "
                           "pass per input) does not cover; export it with `polytask export hf` (an "
@@ -191,30 +191,7 @@ def export_onnx(
         if not hasattr(tokenizer, "save_pretrained"):
             raise ExportError(f"encoder type {run.config.encoder.type!r} has no tokenizer that can be saved")
         tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model_file": MODEL_FILE,
-            "tokenizer_dir": TOKENIZER_DIR,
-            "precision": "fp32",
-            "inputs": graph_inputs,
-            "outputs": outputs,
-            "tasks": {
-                n: {
-                    "type": t.config.type,
-                    "token_level": t.token_level,
-                    "labels": t.labels,
-                    "output_shape": ["batch", "tokens", "classes"] if t.token_level else ["batch", "classes"],
-                }
-                for n, t in run.tasks.items()
-            },
-            "task_states": {n: t.state() for n, t in run.tasks.items()},
-            "config": run.config.model_dump(mode="json"),
-            "source": {"checkpoint": str(run.checkpoint_dir), "step": run.meta.get("step")},
-            "parity": {"max_abs_diff": diff, "tolerance": tolerance, "against": "torch",
-                       "shapes": [list(s) for s in PARITY_SHAPES], "example_shape": list(EXAMPLE_SHAPE)},
-            "versions": {**ckpt.versions(), "onnxruntime": ort.__version__},
-        }
+        manifest = _manifest(run, graph_inputs, outputs, diff, tolerance, ort.__version__)
         ckpt.write_json(tmp / MANIFEST_FILE, manifest)
         out.parent.mkdir(parents=True, exist_ok=True)
         ckpt.commit_dir(tmp, out)
@@ -222,6 +199,35 @@ def export_onnx(
         if tmp.exists():
             shutil.rmtree(tmp)
     return OnnxExport(out, manifest)
+
+
+def _manifest(run: LoadedRun, graph_inputs: list[str], outputs: dict[str, str], diff: float, tolerance: float,
+              ort_version: str) -> dict[str, Any]:
+    """The export's ``manifest.json``: format, files, inputs/outputs, tasks, config, parity, versions."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_file": MODEL_FILE,
+        "tokenizer_dir": TOKENIZER_DIR,
+        "precision": "fp32",
+        "inputs": graph_inputs,
+        "outputs": outputs,
+        "tasks": {
+            n: {
+                "type": t.config.type,
+                "token_level": t.token_level,
+                "labels": t.labels,
+                "output_shape": ["batch", "tokens", "classes"] if t.token_level else ["batch", "classes"],
+            }
+            for n, t in run.tasks.items()
+        },
+        "task_states": {n: t.state() for n, t in run.tasks.items()},
+        "config": run.config.model_dump(mode="json"),
+        "source": {"checkpoint": str(run.checkpoint_dir), "step": run.meta.get("step")},
+        "parity": {"max_abs_diff": diff, "tolerance": tolerance, "against": "torch",
+                   "shapes": [list(s) for s in PARITY_SHAPES], "example_shape": list(EXAMPLE_SHAPE)},
+        "versions": {**ckpt.versions(), "onnxruntime": ort_version},
+    }
 
 
 def _export(
